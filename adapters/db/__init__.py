@@ -1,0 +1,124 @@
+"""Databases behind one contract (``adapters.db.base.Executor``), chosen by URL scheme.
+
+``DatabaseMap`` reads the ``--database`` option: one URL for every record, several
+``db_id=URL`` pairs, or a URL template containing ``{db_id}``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any, NamedTuple, Optional
+from urllib.parse import urlsplit
+
+from adapters.db.base import DatabaseUnavailable, Executor, UserError, display_url, redact
+
+__all__ = [
+    "DatabaseMap",
+    "DatabaseUnavailable",
+    "Executor",
+    "UserError",
+    "dialect_for_url",
+    "display_url",
+    "open_executor",
+    "redact",
+]
+
+# scheme -> (module, class, sqlglot dialect)
+_BACKENDS: dict[str, tuple[str, str, str]] = {
+    "sqlite": ("adapters.db.sqlite", "SqliteExecutor", "sqlite"),
+    "duckdb": ("adapters.db.duckdb", "DuckDbExecutor", "duckdb"),
+    "postgresql": ("adapters.db.postgres", "PostgresExecutor", "postgres"),
+    "postgres": ("adapters.db.postgres", "PostgresExecutor", "postgres"),
+    "mysql": ("adapters.db.mysql", "MySqlExecutor", "mysql"),
+    "mariadb": ("adapters.db.mysql", "MySqlExecutor", "mysql"),
+}
+
+
+def _scheme(url: str) -> str:
+    scheme = urlsplit(url).scheme.lower().split("+", 1)[0]
+    if scheme not in _BACKENDS:
+        known = ", ".join(sorted(_BACKENDS))
+        raise UserError(f"unsupported database URL {display_url(url)!r}: scheme must be one of {known}")
+    return scheme
+
+
+def dialect_for_url(url: str) -> str:
+    """The sqlglot dialect of the database a URL points to."""
+    return _BACKENDS[_scheme(url)][2]
+
+
+def open_executor(url: str, **kwargs: Any) -> Executor:
+    """Build (but do not connect) the executor for ``url``."""
+    module_name, class_name, _ = _BACKENDS[_scheme(url)]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise UserError(f"{_scheme(url)} databases are not supported by this installation: {error}") from error
+    return getattr(module, class_name)(url, **kwargs)
+
+
+class DatabaseMap(NamedTuple):
+    """Which database URL a record's ``db_id`` runs on.
+
+    >>> DatabaseMap.parse("sqlite:///a.db").url_for("anything")
+    'sqlite:///a.db'
+    >>> DatabaseMap.parse("x=sqlite:///x.db,y=duckdb:///y.duckdb").url_for("y")
+    'duckdb:///y.duckdb'
+    >>> DatabaseMap.parse("postgresql://u@h/{db_id}").url_for("geography")
+    'postgresql://u@h/geography'
+    """
+
+    default: Optional[str] = None
+    by_id: tuple[tuple[str, str], ...] = ()
+    template: Optional[str] = None
+
+    @classmethod
+    def parse(cls, spec: str) -> "DatabaseMap":
+        spec = spec.strip()
+        if not spec:
+            raise UserError("--database is empty")
+        if "{db_id}" in spec:
+            _scheme(spec)
+            return cls(template=spec)
+        head = spec.split(",", 1)[0]
+        if "=" in head and "://" not in head.split("=", 1)[0]:
+            pairs = []
+            for item in spec.split(","):
+                db_id, sep, url = item.partition("=")
+                if not sep or not db_id.strip() or not url.strip():
+                    raise UserError(f"--database entry {redact(item)!r} is not db_id=URL")
+                _scheme(url.strip())
+                pairs.append((db_id.strip(), url.strip()))
+            return cls(by_id=tuple(sorted(pairs)))
+        _scheme(spec)
+        return cls(default=spec)
+
+    def url_for(self, db_id: Optional[str]) -> Optional[str]:
+        """The URL for ``db_id``, or None when no database serves it."""
+        if self.default:
+            return self.default
+        if self.template:
+            return self.template.replace("{db_id}", db_id) if db_id else None
+        return dict(self.by_id).get(db_id or "")
+
+    def known_urls(self) -> list[str]:
+        """URLs that can be checked before the run (templates need ids first)."""
+        if self.default:
+            return [self.default]
+        return [url for _, url in self.by_id]
+
+    def dialect(self) -> Optional[str]:
+        """The dialect shared by every database in the map (None if they differ)."""
+        urls = self.known_urls() or ([self.template] if self.template else [])
+        dialects = {dialect_for_url(u) for u in urls}
+        return dialects.pop() if len(dialects) == 1 else None
+
+
+def password_from_env(name: Optional[str]) -> Optional[str]:
+    """The password held in environment variable ``name`` (a user error if it is unset)."""
+    if not name:
+        return None
+    if name not in os.environ:
+        raise UserError(f"--database_password_env names {name}, but that environment variable is not set")
+    return os.environ[name]

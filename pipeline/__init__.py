@@ -1,0 +1,1 @@
+"""sqlpairs: the job's options, graph and entry point (``python -m pipeline run``)."""

@@ -1,0 +1,310 @@
+"""Entry point: ``sqlpairs run [options]`` (also ``python -m pipeline run``).
+
+A user's mistake — a missing input, a bad URL, an unknown value, an unreachable
+database — is reported as one line on stderr with exit status 2, before any
+pipeline starts; never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any, Optional, Sequence
+
+from pipeline.errors import UserError
+from pipeline.options import OPTION_SPECS, SqlPairsOptions, parse_bool
+
+LOG = logging.getLogger("sqlpairs")
+
+_DESCRIPTION = """\
+Turn SQL query logs, chat histories with an analytics agent and existing question/SQL
+pairs into validated, deduplicated, difficulty-labelled text-to-SQL training data.
+
+Every Apache Beam option passes through as well (--runner, --direct_running_mode,
+--direct_num_workers, --project, --region, --temp_location, ...). Without --runner the
+job runs locally on Beam's in-process FnApiRunner (no download, no network)."""
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(message)
+
+
+def _options_parser(prog: str) -> argparse.ArgumentParser:
+    parser = _OneLineParser(
+        prog=prog, description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    SqlPairsOptions._add_argparse_args(parser)
+    return parser
+
+
+def _check_patterns(name: str, value: Optional[str]) -> tuple[str, ...]:
+    from apache_beam.io.filesystems import FileSystems
+
+    from transforms.read import split_patterns
+
+    patterns = split_patterns(value)
+    for pattern in patterns:
+        try:
+            matched = FileSystems.match([pattern])[0].metadata_list
+        except Exception as error:  # noqa: BLE001 - a filesystem error is the user's to fix
+            raise UserError(f"--{name} {pattern!r}: {error}") from None
+        if not matched:
+            raise UserError(f"--{name} {pattern!r} matches no file")
+    return tuple(patterns)
+
+
+def _check_dialect(name: str, value: Optional[str]) -> Optional[str]:
+    if value is None:
+        return None
+    from sqlglot.dialects.dialect import Dialect
+
+    try:
+        Dialect.get_or_raise(value)
+    except ValueError:
+        raise UserError(f"--{name} {value!r} is not a sqlglot dialect (e.g. postgres, mysql, sqlite, tsql)") from None
+    return value.lower()
+
+
+def resolve(values: argparse.Namespace):
+    """Validate the options and build the graph's ``JobConfig``; raises ``UserError``."""
+    from adapters.db import DatabaseMap, DatabaseUnavailable, open_executor
+    from pipeline.graph import JobConfig
+    from transforms.filter import FilterSettings, load_predicate, parse_tables
+    from transforms.read import ReadSettings
+
+    if not values.output:
+        raise UserError("--output PREFIX is required (e.g. --output out/pairs)")
+    inputs = []
+    for kind in ("sql_logs", "chat_history", "seed_pairs"):
+        patterns = _check_patterns(kind, getattr(values, kind))
+        if patterns:
+            inputs.append((kind, patterns))
+    if not inputs:
+        raise UserError("nothing to read: give --sql_logs, --chat_history and/or --seed_pairs")
+    if values.schema:
+        _check_patterns("schema", values.schema)
+
+    databases = None
+    if values.database:
+        databases = DatabaseMap.parse(values.database)
+    validate = values.validate or ("execute" if databases else "parse")
+    if validate == "execute" and databases is None:
+        raise UserError("--validate execute needs --database")
+    if values.database_password_env and values.database_password_env not in os.environ:
+        raise UserError(f"--database_password_env {values.database_password_env}: that variable is not set")
+
+    target = _check_dialect("dialect", values.dialect)
+    source = _check_dialect("source_dialect", values.source_dialect)
+    if target is None:
+        target = (databases.dialect() if databases else None) or source or "postgres"
+
+    if values.min_difficulty and values.max_difficulty:
+        from pipeline.options import DIFFICULTIES
+
+        if DIFFICULTIES.index(values.min_difficulty) > DIFFICULTIES.index(values.max_difficulty):
+            raise UserError("--min_difficulty is harder than --max_difficulty: nothing could pass")
+    if values.filter:
+        try:
+            load_predicate(values.filter)
+        except Exception as error:  # noqa: BLE001
+            raise UserError(f"--filter {values.filter}: {type(error).__name__}: {error}") from None
+
+    if validate == "execute":
+        settings = dict(timeout_s=values.timeout_s, max_rows=values.max_rows)
+        if values.database_password_env:
+            settings["password"] = os.environ[values.database_password_env]
+        for url in databases.known_urls():
+            try:
+                executor = open_executor(url, **settings)
+                try:
+                    executor.check()
+                finally:
+                    executor.close()
+            except DatabaseUnavailable as error:
+                raise UserError(f"database unavailable: {error}") from None
+
+    report_options = {spec.name: getattr(values, spec.name) for spec in OPTION_SPECS}
+    if report_options.get("database"):
+        from adapters.db import redact
+
+        report_options["database"] = redact(report_options["database"])
+    report_options["validate"] = validate
+    report_options["dialect"] = target
+    return JobConfig(
+        inputs=tuple(inputs),
+        read=ReadSettings(
+            format=values.sql_logs_format,
+            sql_field=values.sql_field,
+            question_field=values.question_field,
+            db_id_field=values.db_id_field,
+            tool_name=values.tool_name,
+            include_failures=values.include_failures,
+            context=values.context,
+            dialect=source or target,
+        ),
+        target_dialect=target,
+        source_dialect=source,
+        database=values.database if validate == "execute" else None,
+        skip_reason=f"not executed (--validate {validate})",
+        timeout_s=values.timeout_s,
+        max_rows=values.max_rows,
+        max_connections=values.max_connections,
+        password_env=values.database_password_env,
+        filter=FilterSettings(
+            keep_failures=values.keep_failures,
+            tables=tuple(parse_tables(values.tables)),
+            min_difficulty=values.min_difficulty,
+            max_difficulty=values.max_difficulty,
+            drop_empty_results=values.drop_empty_results,
+            custom=values.filter,
+        ),
+        dedup=values.dedup,
+        output=values.output,
+        num_shards=values.num_shards,
+        record_timings=values.record_timings,
+        report_options=report_options,
+    )
+
+
+def _beam_args(rest: Sequence[str]) -> list[str]:
+    """Beam's options, with a runner that never downloads Prism.
+
+    Without ``--runner`` (or with ``DirectRunner``, which would first try to fetch
+    the Prism binary) the job runs on Beam's in-process ``FnApiRunner``, which also
+    honours ``--direct_running_mode`` and ``--direct_num_workers``.
+    """
+    args: list[str] = []
+    runner = None
+    items = iter(rest)
+    for arg in items:
+        if arg == "--runner":
+            runner = next(items, None)
+        elif arg.startswith("--runner="):
+            runner = arg.split("=", 1)[1]
+        else:
+            args.append(arg)
+    if runner in (None, "DirectRunner", "SwitchingDirectRunner"):
+        runner = "FnApiRunner"
+    return args + [f"--runner={runner}"]
+
+
+def _ensure_local_parent(prefix: str) -> None:
+    if "://" not in prefix:
+        parent = os.path.dirname(os.path.abspath(prefix))
+        os.makedirs(parent, exist_ok=True)
+
+
+def run(argv: Sequence[str], prog: str = "sqlpairs run") -> int:
+    """Parse, validate, build and run the job; returns the exit status."""
+    parser = _options_parser(prog)
+    values, rest = parser.parse_known_args(list(argv))
+    unknown = [a for a in rest if a.startswith("--")]
+    config = resolve(values)
+    _ensure_local_parent(config.output)
+
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline.graph import build, output_paths
+    from transforms.report import AccountingError, format_stage_table
+
+    beam_options = PipelineOptions(_beam_args(rest))
+    try:
+        beam_options.view_as(SqlPairsOptions)
+    except SystemExit:
+        raise UserError(f"unrecognised options: {' '.join(unknown)}") from None
+    started = time.monotonic()
+    pipeline = beam.Pipeline(options=beam_options)
+    build(pipeline, config)
+    result = pipeline.run()
+    runner = beam_options.get_all_options().get("runner") or ""
+    if "Dataflow" in str(runner) and not parse_bool(os.environ.get("SQLPAIRS_WAIT", "false")):
+        LOG.info("submitted to Dataflow; not waiting for the job")
+        return 0
+    try:
+        result.wait_until_finish()
+    except AccountingError:
+        raise
+    except Exception as error:
+        if "accounting check failed" in str(error):
+            print(f"sqlpairs: {error}", file=sys.stderr)
+            return 1
+        raise
+    elapsed = time.monotonic() - started
+    report_path = output_paths(config.output)["report"]
+    report = _finish_report(report_path, elapsed)
+    if report is not None:
+        print(format_stage_table(report), file=sys.stderr)
+        accounting = report["accounting"]
+        print(
+            f"sqlpairs: {accounting['pairs_written']} pairs, {accounting['dead_letters']} dead letters, "
+            f"{accounting['merged_duplicates']} duplicates merged from {accounting['records_read']} records "
+            f"in {elapsed:.1f} s -> {config.output}-*",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _finish_report(path: str, elapsed_s: float) -> Optional[dict[str, Any]]:
+    """Add the wall time to the report the pipeline wrote (local runs only)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    from transforms.write import write_text_file
+
+    try:
+        with FileSystems.open(path) as handle:
+            report = json.loads(handle.read().decode("utf-8"))
+    except Exception:  # noqa: BLE001 - the report is informative; the data is already written
+        LOG.warning("could not read the report at %s", path)
+        return None
+    report["elapsed_s"] = round(elapsed_s, 3)
+    write_text_file(path, json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``sqlpairs <command>``: ``run`` the job, or print the Flex Template ``metadata``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # sqlglot warns on every statement it can only keep as an opaque Command; those
+    # statements are dead letters with a reason already, so the warnings are noise.
+    logging.getLogger("sqlglot").setLevel(logging.ERROR)
+    top = argparse.ArgumentParser(
+        prog="sqlpairs",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="commands:\n  run        run the job (see 'sqlpairs run --help')\n"
+        "  metadata   print templates/metadata.json generated from the options",
+    )
+    top.add_argument("command", choices=("run", "metadata"), help="what to do")
+    if not argv or argv[0] in ("-h", "--help"):
+        top.print_help()
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    try:
+        if command == "run":
+            if any(a in ("-h", "--help") for a in rest):
+                _options_parser("sqlpairs run").print_help()
+                return 0
+            return run(rest)
+        if command == "metadata":
+            from pipeline.metadata import metadata_json
+
+            print(metadata_json())
+            return 0
+        raise UserError(f"unknown command {command!r} (expected run or metadata)")
+    except UserError as error:
+        print(f"sqlpairs: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("sqlpairs: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""Pipeline options: one table of our options, used by argparse, --help and metadata.json.
+
+``OPTION_SPECS`` is the single source of truth. ``SqlPairsOptions`` registers every
+entry with Beam's argparse (underscore names, as Beam and Flex Templates need), and
+``templates/metadata.json`` is generated from the same table
+(``python -m pipeline metadata``) — a test proves the two never drift.
+
+Every Beam option (``--runner``, ``--direct_running_mode``, ``--direct_num_workers``,
+``--project``, ...) passes through untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, NamedTuple, Optional, Sequence
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+DIFFICULTIES = ("easy", "medium", "hard", "extra")
+DEDUP_STRATEGIES = ("sql-only", "exact", "question-only", "template", "none")
+VALIDATE_MODES = ("execute", "parse", "none")
+SQL_LOG_FORMATS = ("auto", "sql", "jsonl", "json", "csv", "parquet", "pg_csvlog", "defog")
+
+
+def parse_bool(value: Any) -> bool:
+    """Accept ``--flag``, ``--flag=true`` and ``--flag=false`` (Flex Templates pass values)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return number
+
+
+def _context_mode(value: str) -> str:
+    if value in ("none", "full", "last") or (value.startswith("window:") and value[7:].isdigit()):
+        return value
+    raise argparse.ArgumentTypeError(f"expected none, full, last or window:N, got {value!r}")
+
+
+class OptionSpec(NamedTuple):
+    """One pipeline option: its flag, help text and how argparse should read it."""
+
+    name: str
+    help: str
+    label: str
+    default: Any = None
+    type: Any = str
+    choices: Optional[Sequence[str]] = None
+    regex: Optional[str] = None
+    flag: bool = False  # a boolean that may be given bare (--name) or as --name=true/false
+
+
+OPTION_SPECS: tuple[OptionSpec, ...] = (
+    # --- inputs -------------------------------------------------------------------
+    OptionSpec("sql_logs", "SQL logs to read: a glob or comma-separated globs of .sql (statements split "
+               "with sqlglot's tokenizer), .jsonl/.json, .csv or .parquet files, or PostgreSQL csvlog "
+               "files with --sql_logs_format pg_csvlog. Any Beam filesystem path (gs:// too).",
+               "SQL log files"),
+    OptionSpec("sql_logs_format", "Format of --sql_logs files; 'auto' picks by file extension.",
+               "SQL log format", default="auto", choices=SQL_LOG_FORMATS),
+    OptionSpec("sql_field", "Field (JSON/CSV/Parquet column) holding the SQL in --sql_logs and --seed_pairs.",
+               "SQL field", default="sql"),
+    OptionSpec("question_field", "Field holding a natural-language question, if the logs have one.",
+               "Question field"),
+    OptionSpec("db_id_field", "Field naming the database a logged query ran on (matched against "
+               "--database db_id=URL entries).", "Database id field"),
+    OptionSpec("chat_history", "Chat histories with an analytics agent: a glob of JSON arrays or JSONL of "
+               "messages (Vercel AI SDK UIMessage parts or OpenAI tool_calls).", "Chat history files"),
+    OptionSpec("tool_name", "Name of the agent tool whose 'sql' argument is extracted from chat histories.",
+               "SQL tool name", default="db_query"),
+    OptionSpec("include_failures", "Also extract tool calls that ended in an error (kept only with "
+               "--keep_failures; otherwise they are counted as filtered).", "Include failed tool calls",
+               default=False, type=parse_bool, flag=True),
+    OptionSpec("context", "Conversation context kept with chat pairs: none, full, last, or window:N "
+               "(the N preceding turns).", "Chat context", default="full", type=_context_mode,
+               regex="^(none|full|last|window:[0-9]+)$"),
+    OptionSpec("seed_pairs", "Existing question/SQL pairs: a glob of JSONL/CSV files; Defog sql-eval CSVs "
+               "(columns question, query, db_name) are recognised and their alternatives expanded.",
+               "Seed pair files"),
+    OptionSpec("schema", "DDL files describing the database (a glob, parsed with sqlglot). Without it the "
+               "schema is introspected from --database when one is given.", "Schema DDL files"),
+    # --- databases ------------------------------------------------------------------
+    OptionSpec("database", "Database(s) to validate against: a URL (sqlite:///path.db, duckdb:///path.duckdb, "
+               "postgresql://user@host:port/db, mysql://user@host:port/db), or db_id=URL pairs separated by "
+               "commas, or a URL containing {db_id}. Never put a password here: use --database_password_env.",
+               "Database URL"),
+    OptionSpec("database_password_env", "Name of an environment variable holding the database password "
+               "(the password itself never appears on the command line, in records or in logs).",
+               "Password environment variable", regex="^[A-Za-z_][A-Za-z0-9_]*$"),
+    OptionSpec("source_dialect", "sqlglot dialect the input SQL is written in (postgres, mysql, sqlite, "
+               "duckdb, tsql, bigquery, snowflake, ...). Default: the --dialect, else the database's.",
+               "Source SQL dialect"),
+    OptionSpec("dialect", "sqlglot dialect of the output SQL; input is transpiled when it differs from "
+               "--source_dialect. Default: the database's dialect, else the source dialect, else postgres.",
+               "Target SQL dialect"),
+    OptionSpec("validate", "How to validate SQL: 'execute' runs it read-only on --database (the default "
+               "when one is given), 'parse' only parses it (the default otherwise), 'none' skips checks "
+               "beyond parsing needed for normalization.", "Validation mode", choices=VALIDATE_MODES),
+    OptionSpec("timeout_s", "Per-query execution time limit in seconds, enforced by the database.",
+               "Query timeout (s)", default=5.0, type=_positive_float),
+    OptionSpec("max_rows", "Rows fetched per query at most (the result hash covers the capped rows).",
+               "Row cap", default=10000, type=_positive_int),
+    OptionSpec("max_connections", "Concurrent queries per worker process (and the size of each "
+               "database connection pool). Default: 4 per CPU core.", "Connections per worker",
+               type=_positive_int),
+    # --- filtering and dedup ----------------------------------------------------------
+    OptionSpec("dedup", "Duplicate merging: sql-only (same database and normalized SQL), exact (same "
+               "question too), question-only, template (same SQL with literals masked), none.",
+               "Dedup strategy", default="sql-only", choices=DEDUP_STRATEGIES),
+    OptionSpec("keep_failures", "Keep records whose input marked them failed or whose execution failed "
+               "(written with success: false) instead of dead-lettering them.", "Keep failures",
+               default=False, type=parse_bool, flag=True),
+    OptionSpec("tables", "Keep only pairs whose SQL references at least one of these tables "
+               "(comma-separated, case-insensitive).", "Table filter"),
+    OptionSpec("min_difficulty", "Drop pairs easier than this Spider hardness level.", "Minimum difficulty",
+               choices=DIFFICULTIES),
+    OptionSpec("max_difficulty", "Drop pairs harder than this Spider hardness level.", "Maximum difficulty",
+               choices=DIFFICULTIES),
+    OptionSpec("drop_empty_results", "Drop pairs whose executed SQL returned no rows.", "Drop empty results",
+               default=False, type=parse_bool, flag=True),
+    OptionSpec("filter", "A custom predicate package.module:function taking a record and returning True "
+               "to keep it (the module must be importable on the workers).", "Custom filter",
+               regex="^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$"),
+    # --- output ------------------------------------------------------------------------
+    OptionSpec("output", "Output prefix: PREFIX-00000-of-0000N.jsonl (pairs), "
+               "PREFIX-rejects-00000-of-0000N.jsonl (dead letters) and PREFIX-report.json.",
+               "Output prefix"),
+    OptionSpec("num_shards", "Number of output shards for pairs and for dead letters.", "Shards",
+               default=1, type=_positive_int),
+    OptionSpec("record_timings", "Write each query's execution.elapsed_ms into the output. Off by default, "
+               "because timings differ between runs and the output is otherwise byte-identical for the "
+               "same input and options.", "Record timings", default=False, type=parse_bool, flag=True),
+)
+
+OPTION_NAMES = tuple(spec.name for spec in OPTION_SPECS)
+
+
+class SqlPairsOptions(PipelineOptions):
+    """The sqlpairs job's own options (see ``OPTION_SPECS``)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
+        group = parser.add_argument_group("sqlpairs") if hasattr(parser, "add_argument_group") else parser
+        for spec in OPTION_SPECS:
+            help_text = spec.help
+            if spec.default not in (None, False):
+                help_text += f" (default: {spec.default})"
+            kwargs: dict[str, Any] = {"dest": spec.name, "default": spec.default, "help": help_text}
+            if spec.flag:
+                kwargs.update(nargs="?", const=True, type=spec.type)
+            else:
+                kwargs["type"] = spec.type
+                if spec.choices:
+                    kwargs["choices"] = spec.choices
+            group.add_argument(f"--{spec.name}", **kwargs)

@@ -1,0 +1,34 @@
+"""Shared test fixtures: pipelines that never try to download Prism, and paths to shared data."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def make_pipeline() -> TestPipeline:
+    """A TestPipeline on Beam's in-process FnApiRunner (the DirectRunner would try to fetch Prism)."""
+    return TestPipeline(runner="FnApiRunner")
+
+
+def require_shared_data(*parts: str) -> pathlib.Path:
+    """The path under ../shared/data, or a skip (a failure in CI, where it must be present)."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        message = f"{path} is absent: ../shared/data comes with the developers' checkout, not a user's clone"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture
+def shared_data():
+    return require_shared_data

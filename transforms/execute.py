@@ -1,0 +1,208 @@
+"""Execute: run each distinct (database, normalized SQL) once, read-only, many in flight.
+
+Records are keyed by (database, SQL fingerprint) and grouped, so a query that
+appears a million times runs once, and a hot database is spread over as many keys
+as it has distinct queries (the key is never the database alone). Each worker
+keeps up to ``max_connections`` queries in flight on a thread pool over executors
+shared by every DoFn instance of the process (``apache_beam.utils.shared``), built
+on first use and closed at teardown.
+
+Safety is layered: Normalize already refused anything but a single read-only
+query; this stage checks the parsed tree again right before execution; and the
+executor runs it in a read-only session with a time limit enforced by the database.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import logging
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Iterable, Iterator, Optional
+
+import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.shared import Shared
+from apache_beam.utils.windowed_value import WindowedValue
+
+from adapters.db import DatabaseMap, DatabaseUnavailable, Executor, open_executor, redact
+from pipeline.record import Execution, Record
+from transforms import trees
+from transforms.common import DEAD, count, reject
+from transforms.equivalence import has_top_level_order_by
+from transforms.safety import refusal_reason
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def default_max_connections() -> int:
+    """Four queries in flight per CPU core: databases wait on I/O far more than on us."""
+    return 4 * (os.cpu_count() or 1)
+
+
+class ExecutorSet:
+    """The executors of one worker process, one per database URL, built on first use."""
+
+    def __init__(self, settings: dict[str, Any]):
+        settings = dict(settings)
+        password_env = settings.pop("password_env", None)
+        if password_env:
+            settings["password"] = os.environ.get(password_env)
+        self.settings = settings
+        self._executors: dict[str, Executor] = {}
+        self._lock = threading.Lock()
+
+    def get(self, url: str) -> Executor:
+        with self._lock:
+            executor = self._executors.get(url)
+            if executor is None:
+                executor = self._executors[url] = open_executor(url, **self.settings)
+            return executor
+
+    def close(self) -> None:
+        with self._lock:
+            for executor in self._executors.values():
+                try:
+                    executor.close()
+                except Exception:  # noqa: BLE001 - closing must not fail the bundle
+                    _LOGGER.warning("closing %r failed", executor)
+            self._executors.clear()
+
+
+_SHARED_EXECUTORS = Shared()
+
+
+def run_query(executor: Executor, sql: str, dialect: Optional[str]) -> Execution:
+    """Check the query once more and run it; a refusal becomes ``status: refused``."""
+    tree = trees.tree_for(sql, dialect)
+    reason = refusal_reason([tree])
+    if reason:
+        return Execution(status="refused", error=reason)
+    return executor.execute(sql, ordered=has_top_level_order_by(tree))
+
+
+class _ExecuteGroupsFn(beam.DoFn):
+    """Runs one query per (database, SQL) group, up to ``max_connections`` at once."""
+
+    def __init__(self, database: str, settings: dict[str, Any], max_connections: int):
+        self.database = database
+        self.settings = settings
+        self.max_connections = max_connections
+
+    def setup(self) -> None:
+        settings = dict(self.settings, max_connections=self.max_connections)
+        tag = "executors:" + hashlib.sha256(repr((self.database, sorted(settings.items()))).encode()).hexdigest()
+        self._executors = _SHARED_EXECUTORS.acquire(lambda: ExecutorSet(settings), tag=tag)
+        self._databases = DatabaseMap.parse(self.database)
+        self._pool = ThreadPoolExecutor(self.max_connections, thread_name_prefix="sqlpairs-execute")
+
+    def start_bundle(self) -> None:
+        self._pending: collections.deque[tuple[Future, Iterable[Record]]] = collections.deque()
+
+    def _submit(self, url: str, records: Iterable[Record]) -> None:
+        first = next(iter(records))
+        executor = self._executors.get(url)
+        future = self._pool.submit(run_query, executor, first.normalized_sql, first.dialect)
+        self._pending.append((future, records))
+
+    def _finish(self, future: Future, records: Iterable[Record]) -> Iterator:
+        try:
+            execution = future.result()
+        except DatabaseUnavailable as error:
+            for record in records:
+                yield reject("execute", "database_unavailable", redact(str(error)), record)
+            return
+        except Exception as error:  # noqa: BLE001 - an executor bug must not lose records
+            detail = redact(f"{type(error).__name__}: {error}")[:500]
+            for record in records:
+                yield reject("execute", "internal_error", detail, record)
+            return
+        count("execute.queries")
+        count(f"execute.status.{execution.status}")
+        for record in records:
+            yield record._replace(execution=execution)
+
+    def process(self, element: tuple[str, Iterable[Record]]) -> Iterator:
+        _, records = element
+        first = next(iter(records))
+        url = self._databases.url_for(first.db_id)
+        if url is None:
+            for record in records:
+                yield reject("execute", "no_database", f"no --database entry serves db_id {record.db_id!r}", record)
+            return
+        self._submit(url, records)
+        while len(self._pending) >= self.max_connections:
+            yield from self._finish(*self._pending.popleft())
+
+    def finish_bundle(self) -> Iterator:
+        while self._pending:
+            for output in self._finish(*self._pending.popleft()):
+                if isinstance(output, beam.pvalue.TaggedOutput):
+                    yield beam.pvalue.TaggedOutput(
+                        output.tag, WindowedValue(output.value, 0, [GlobalWindow()])
+                    )
+                else:
+                    yield WindowedValue(output, 0, [GlobalWindow()])
+
+    def teardown(self) -> None:
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+
+class _MarkSkippedFn(beam.DoFn):
+    def __init__(self, reason: str):
+        self.reason = reason
+
+    def process(self, record: Record) -> Iterator[Record]:
+        count("execute.status.skipped")
+        yield record._replace(execution=Execution(status="skipped", error=self.reason))
+
+
+def _group_key(record: Record) -> tuple[str, str]:
+    return (record.db_id or "", record.sql_fingerprint or "")
+
+
+class ExecuteQueries(beam.PTransform):
+    """Records → records with ``execution`` filled in; unrunnable ones to ``dead``.
+
+    With ``database=None`` (``--validate parse|none``) every record is marked
+    ``execution.status = skipped`` and nothing is run.
+    """
+
+    def __init__(
+        self,
+        database: Optional[str],
+        *,
+        timeout_s: float = 5.0,
+        max_rows: int = 10000,
+        max_connections: Optional[int] = None,
+        password_env: Optional[str] = None,
+        skip_reason: str = "not executed",
+    ):
+        super().__init__()
+        self.database = database
+        self.settings = {"timeout_s": timeout_s, "max_rows": max_rows}
+        # Only the variable's *name* travels with the pipeline; the worker reads the
+        # value at setup, so the password is never pickled into the job graph.
+        self.settings["password_env"] = password_env
+        self.max_connections = max_connections or default_max_connections()
+        self.skip_reason = skip_reason
+
+    def expand(self, records):
+        if not self.database:
+            return records | "MarkSkipped" >> beam.ParDo(_MarkSkippedFn(self.skip_reason)).with_outputs(
+                DEAD, main="records"
+            )
+        return (
+            records
+            | "KeyByQuery" >> beam.Map(lambda r: (_group_key(r), r))
+            | "GroupByQuery" >> beam.GroupByKey()
+            | "RunQueries"
+            >> beam.ParDo(_ExecuteGroupsFn(self.database, self.settings, self.max_connections)).with_outputs(
+                DEAD, main="records"
+            )
+        )
+

@@ -1,0 +1,175 @@
+"""Normalize: parse once with sqlglot, refuse anything but one read-only query, canonicalize.
+
+``normalized_sql`` is the canonical one-line SQL in the target dialect: comments
+dropped, whitespace normalized (as SQLCoder 2 does for training labels), keywords
+upper-cased, unquoted identifiers case-normalized by the source dialect's rules —
+and string literals left exactly as written ('Italy' and 'italy' are different
+queries). ``sql_fingerprint`` hashes it; ``template_fingerprint`` hashes it with
+literals masked; ``tables`` lists referenced tables (CTE names excluded).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Iterator, NamedTuple, Optional
+
+import apache_beam as beam
+import sqlglot
+from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
+from sqlglot.errors import ErrorLevel, ParseError, TokenError, UnsupportedError
+from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
+from sqlglot.tokens import TokenType
+
+from pipeline.record import Record
+from transforms import trees
+from transforms.common import DEAD, count, reject
+from transforms.safety import refusal_reason
+
+_LITERAL_TOKENS = frozenset(
+    {
+        TokenType.STRING,
+        TokenType.NUMBER,
+        TokenType.NATIONAL_STRING,
+        TokenType.BIT_STRING,
+        TokenType.HEX_STRING,
+        TokenType.BYTE_STRING,
+        TokenType.RAW_STRING,
+        TokenType.HEREDOC_STRING,
+    }
+)
+
+
+class SqlRejected(Exception):
+    """A query that cannot become a training pair: which stage refused it and why."""
+
+    def __init__(self, stage: str, reason: str, detail: str):
+        super().__init__(detail)
+        self.stage, self.reason, self.detail = stage, reason, detail
+
+
+class Normalized(NamedTuple):
+    tree: exp.Expression
+    sql: str
+    sql_fingerprint: str
+    template_fingerprint: str
+    tables: tuple[str, ...]
+
+
+def fingerprint(text: str) -> str:
+    """A 16-hex-digit SHA-256 prefix.
+
+    >>> fingerprint("SELECT 1")
+    'e004ebd5b5532a4b'
+    """
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def template_of(normalized_sql: str, dialect: str) -> str:
+    """The normalized SQL with every literal replaced by ``?`` (tokens, not a re-parse).
+
+    >>> template_of("SELECT a FROM t WHERE b = 'x' AND c > 3", "postgres")
+    'SELECT a FROM t WHERE b = ? AND c > ?'
+    """
+    tokens = Dialect.get_or_raise(dialect).tokenize(normalized_sql)
+    return " ".join("?" if t.token_type in _LITERAL_TOKENS else t.text for t in tokens)
+
+
+def referenced_tables(tree: exp.Expression) -> tuple[str, ...]:
+    """Sorted names of the tables a query reads, without its CTE names.
+
+    >>> referenced_tables(sqlglot.parse_one("WITH c AS (SELECT * FROM s.a) SELECT * FROM c JOIN b ON 1=1"))
+    ('b', 's.a')
+    """
+    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    names = set()
+    for table in tree.find_all(exp.Table):
+        name = table.name
+        if not name or (not table.db and name in ctes):
+            continue
+        names.add(f"{table.db}.{name}" if table.db else name)
+    return tuple(sorted(names))
+
+
+def normalize_sql(sql: str, source_dialect: str, target_dialect: str) -> Normalized:
+    """Parse ``sql`` once and return its canonical form, or raise ``SqlRejected``.
+
+    >>> normalize_sql("select Name  from Artist where Name = 'AC/DC' -- x", "sqlite", "sqlite").sql
+    "SELECT name FROM artist WHERE name = 'AC/DC'"
+    """
+    if not sql or not sql.strip():
+        raise SqlRejected("parse", "empty_sql", "the SQL text is empty")
+    if "\x00" in sql:
+        raise SqlRejected("parse", "nul_byte", "the SQL text contains a NUL byte")
+    try:
+        statements = sqlglot.parse(sql, read=source_dialect)
+    except (ParseError, TokenError) as error:
+        raise SqlRejected("parse", "unparseable", f"{source_dialect}: {str(error)[:500]}") from None
+    except RecursionError:
+        raise SqlRejected("parse", "too_deeply_nested", "the SQL nests deeper than the parser allows") from None
+    reason = refusal_reason(statements)
+    if reason:
+        raise SqlRejected("safety", reason.split(":", 1)[0], reason)
+    tree = statements[0]
+    try:
+        tree = normalize_identifiers(tree, dialect=source_dialect)
+        level = ErrorLevel.IGNORE if source_dialect == target_dialect else ErrorLevel.RAISE
+        normalized = tree.sql(dialect=target_dialect, comments=False, unsupported_level=level)
+    except UnsupportedError as error:
+        raise SqlRejected(
+            "normalize", "untranspilable", f"{source_dialect} -> {target_dialect}: {str(error)[:500]}"
+        ) from None
+    except RecursionError:
+        raise SqlRejected("parse", "too_deeply_nested", "the SQL nests deeper than the generator allows") from None
+    return Normalized(
+        tree=tree,
+        sql=normalized,
+        sql_fingerprint=fingerprint(normalized),
+        template_fingerprint=fingerprint(template_of(normalized, target_dialect)),
+        tables=referenced_tables(tree),
+    )
+
+
+class _NormalizeFn(beam.DoFn):
+    def __init__(self, source_dialect: Optional[str], target_dialect: str):
+        self.source_dialect = source_dialect
+        self.target_dialect = target_dialect
+
+    def process(self, record: Record) -> Iterator:
+        count("normalize.in")
+        source = self.source_dialect or record.dialect or self.target_dialect
+        try:
+            result = normalize_sql(record.sql, source, self.target_dialect)
+        except SqlRejected as rejected:
+            yield reject(rejected.stage, rejected.reason, rejected.detail, record)
+            return
+        except Exception as error:  # noqa: BLE001 - a parser bug must not kill the run
+            yield reject("normalize", "internal_error", f"{type(error).__name__}: {str(error)[:300]}", record)
+            return
+        trees.remember(result.sql, self.target_dialect, result.tree)
+        count("normalize.out")
+        yield record._replace(
+            dialect=self.target_dialect,
+            normalized_sql=result.sql,
+            sql_fingerprint=result.sql_fingerprint,
+            template_fingerprint=result.template_fingerprint,
+            tables=result.tables,
+        )
+
+
+class NormalizeSql(beam.PTransform):
+    """Records → normalized records; unparseable / unsafe ones to the ``dead`` output.
+
+    Stages of dead letters: ``parse`` (empty, unparseable, too deep), ``safety``
+    (anything but a single read-only query), ``normalize`` (cannot be transpiled).
+    """
+
+    def __init__(self, target_dialect: str, source_dialect: Optional[str] = None):
+        super().__init__()
+        self.target_dialect = target_dialect
+        self.source_dialect = source_dialect
+
+    def expand(self, records):
+        return records | "Normalize" >> beam.ParDo(
+            _NormalizeFn(self.source_dialect, self.target_dialect)
+        ).with_outputs(DEAD, main="records")
