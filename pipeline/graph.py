@@ -18,6 +18,7 @@ from transforms.describe import DescribeQuestions
 from transforms.execute import ExecuteQueries
 from transforms.filter import FilterPairs, FilterSettings
 from transforms.normalize import NormalizeSql
+from transforms.questions import QuestionSettings, WriteQuestions
 from transforms.read import ReadInputs, ReadSettings
 from transforms.report import WriteReport, dead_letter_sort_key
 from transforms.write import WriteJsonShards
@@ -42,6 +43,7 @@ class JobConfig(NamedTuple):
     num_shards: int
     record_timings: bool
     report_options: Mapping[str, Any]
+    questions: Optional[QuestionSettings] = None  # None: questions from rules (DescribeQuestions)
 
 
 def output_paths(prefix: str) -> dict[str, str]:
@@ -71,7 +73,8 @@ def build(p: beam.Pipeline, config: JobConfig) -> dict[str, beam.PCollection]:
 
     normalized = records | "NormalizeSql" >> NormalizeSql(config.target_dialect, config.source_dialect)
     classified = normalized.records | "ClassifyDifficulty" >> ClassifyDifficulty()
-    described = classified.records | "DescribeQuestions" >> DescribeQuestions()
+    describe = WriteQuestions(config.questions) if config.questions is not None else DescribeQuestions()
+    described = classified.records | "DescribeQuestions" >> describe
     executed = described.records | "ExecuteQueries" >> ExecuteQueries(
         config.database,
         timeout_s=config.timeout_s,

@@ -128,6 +128,11 @@ def resolve(values: argparse.Namespace):
             except DatabaseUnavailable as error:
                 raise UserError(f"database unavailable: {error}") from None
 
+    from transforms.questions import question_settings
+
+    questions = question_settings(values, dialect=source or target,
+                                  database=values.database if validate == "execute" else None)
+
     report_options = {spec.name: getattr(values, spec.name) for spec in OPTION_SPECS}
     if report_options.get("database"):
         from adapters.db import redact
@@ -144,7 +149,7 @@ def resolve(values: argparse.Namespace):
             db_id_field=values.db_id_field,
             tool_name=values.tool_name,
             include_failures=values.include_failures,
-            context=values.context,
+            context="full" if values.context == "segmented" else values.context,  # the model segments later
             dialect=source or target,
         ),
         target_dialect=target,
@@ -168,6 +173,7 @@ def resolve(values: argparse.Namespace):
         num_shards=values.num_shards,
         record_timings=values.record_timings,
         report_options=report_options,
+        questions=questions,
     )
 
 
@@ -237,7 +243,16 @@ def run(argv: Sequence[str], prog: str = "sqlpairs run") -> int:
         raise
     elapsed = time.monotonic() - started
     report_path = output_paths(config.output)["report"]
-    report = _finish_report(report_path, elapsed)
+    llm = None
+    if config.questions is not None:
+        from transforms.questions import llm_usage
+
+        llm = llm_usage(result, config.questions)
+    report = _finish_report(report_path, elapsed, llm=llm)
+    if llm is not None:
+        from transforms.questions import format_usage
+
+        print(format_usage(llm), file=sys.stderr)
     if report is not None:
         print(format_stage_table(report), file=sys.stderr)
         accounting = report["accounting"]
@@ -250,8 +265,8 @@ def run(argv: Sequence[str], prog: str = "sqlpairs run") -> int:
     return 0
 
 
-def _finish_report(path: str, elapsed_s: float) -> Optional[dict[str, Any]]:
-    """Add the wall time to the report the pipeline wrote (local runs only)."""
+def _finish_report(path: str, elapsed_s: float, llm: Optional[dict[str, Any]] = None) -> Optional[dict[str, Any]]:
+    """Add the wall time (and the model usage and cost, from Beam metrics) to the report (local runs only)."""
     from apache_beam.io.filesystems import FileSystems
 
     from transforms.write import write_text_file
@@ -263,6 +278,8 @@ def _finish_report(path: str, elapsed_s: float) -> Optional[dict[str, Any]]:
         LOG.warning("could not read the report at %s", path)
         return None
     report["elapsed_s"] = round(elapsed_s, 3)
+    if llm is not None:
+        report["llm"] = llm
     write_text_file(path, json.dumps(report, indent=2) + "\n")
     return report
 

@@ -20,6 +20,7 @@ DIFFICULTIES = ("easy", "medium", "hard", "extra")
 DEDUP_STRATEGIES = ("sql-only", "exact", "question-only", "template", "none")
 VALIDATE_MODES = ("execute", "parse", "none")
 SQL_LOG_FORMATS = ("auto", "sql", "jsonl", "json", "csv", "parquet", "pg_csvlog", "defog")
+LLM_BACKENDS = ("rules", "gemini", "openai")
 
 
 def parse_bool(value: Any) -> bool:
@@ -48,10 +49,24 @@ def _positive_float(value: str) -> float:
     return number
 
 
+def _non_negative_int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or a positive integer, got {value}")
+    return number
+
+
+def _non_negative_float(value: str) -> float:
+    number = float(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or a positive number, got {value}")
+    return number
+
+
 def _context_mode(value: str) -> str:
-    if value in ("none", "full", "last") or (value.startswith("window:") and value[7:].isdigit()):
+    if value in ("none", "full", "last", "segmented") or (value.startswith("window:") and value[7:].isdigit()):
         return value
-    raise argparse.ArgumentTypeError(f"expected none, full, last or window:N, got {value!r}")
+    raise argparse.ArgumentTypeError(f"expected none, full, last, segmented or window:N, got {value!r}")
 
 
 class OptionSpec(NamedTuple):
@@ -89,8 +104,10 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                "--keep_failures; otherwise they are counted as filtered).", "Include failed tool calls",
                default=False, type=parse_bool, flag=True),
     OptionSpec("context", "Conversation context kept with chat pairs: none, full, last, or window:N "
-               "(the N preceding turns).", "Chat context", default="full", type=_context_mode,
-               regex="^(none|full|last|window:[0-9]+)$"),
+               "(the N preceding turns), or segmented (a model decides whether each question starts a new "
+               "topic and rewrites follow-ups as standalone questions; needs --llm gemini|openai).",
+               "Chat context", default="full", type=_context_mode,
+               regex="^(none|full|last|segmented|window:[0-9]+)$"),
     OptionSpec("seed_pairs", "Existing question/SQL pairs: a glob of JSONL/CSV files; Defog sql-eval CSVs "
                "(columns question, query, db_name) are recognised and their alternatives expanded.",
                "Seed pair files"),
@@ -120,6 +137,48 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("max_connections", "Concurrent queries per worker process (and the size of each "
                "database connection pool). Default: 4 per CPU core.", "Connections per worker",
                type=_positive_int),
+    # --- LLM ---------------------------------------------------------------------------
+    OptionSpec("llm", "Who writes questions for SQL that has none: 'rules' (offline, deterministic), "
+               "'gemini' (Gemini via google-genai: Vertex AI with --llm_project, else the Gemini API with "
+               "--llm_api_key_env) or 'openai' (any OpenAI-compatible /v1/chat/completions endpoint: OpenAI, "
+               "vLLM, Ollama, llama.cpp server).", "Question writer", default="rules", choices=LLM_BACKENDS),
+    OptionSpec("llm_model", "Model name. Default: gemini-2.5-flash for gemini, gpt-4o-mini for openai.",
+               "LLM model"),
+    OptionSpec("llm_endpoint", "Base URL of the model API: an OpenAI-compatible server "
+               "(http://127.0.0.1:8080/v1), or a Gemini/Vertex AI endpoint or gateway. Default: the "
+               "provider's public endpoint.", "LLM endpoint"),
+    OptionSpec("llm_project", "Google Cloud project for Gemini on Vertex AI (credentials: Application "
+               "Default Credentials, i.e. the worker's service account on Dataflow).", "Vertex AI project"),
+    OptionSpec("llm_location", "Vertex AI location of the Gemini model (default: us-central1).",
+               "Vertex AI location"),
+    OptionSpec("llm_api_key_env", "Name of an environment variable holding the model API key, read on the "
+               "workers (the key itself never appears on the command line, in records or in logs). Local "
+               "servers need none.", "API key environment variable", regex="^[A-Za-z_][A-Za-z0-9_]*$"),
+    OptionSpec("llm_temperature", "Sampling temperature of question writing.", "LLM temperature",
+               default=0.7, type=_non_negative_float),
+    OptionSpec("llm_max_in_flight", "Concurrent model requests per worker process; throughput approaches "
+               "this number divided by the model's latency.", "LLM requests in flight", default=16,
+               type=_positive_int),
+    OptionSpec("llm_rpm", "Model calls per minute per worker process at most (evenly paced). Default: "
+               "no limit beyond --llm_max_in_flight.", "LLM calls per minute", type=_positive_float),
+    OptionSpec("llm_retries", "Retries of one model request on 429, 5xx, timeouts and unreadable replies, "
+               "with exponential backoff from --llm_backoff_s.", "LLM retries", default=4, type=_non_negative_int),
+    OptionSpec("llm_backoff_s", "First retry delay in seconds; doubles per retry up to 30 s (a server's "
+               "Retry-After is honoured).", "LLM retry backoff (s)", default=1.0, type=_positive_float),
+    OptionSpec("llm_timeout_s", "Time limit of one model request in seconds.", "LLM request timeout (s)",
+               default=60.0, type=_positive_float),
+    OptionSpec("llm_cache", "Directory or gs:// prefix caching model replies by (backend, model, prompt, "
+               "parameters, sample): a re-run makes no model calls and writes identical output.", "LLM cache"),
+    OptionSpec("llm_price_in", "Price in USD per million input tokens, for the report's cost estimate.",
+               "Input token price (USD/1M)", default=0.0, type=_non_negative_float),
+    OptionSpec("llm_price_out", "Price in USD per million output tokens, for the report's cost estimate.",
+               "Output token price (USD/1M)", default=0.0, type=_non_negative_float),
+    OptionSpec("questions_per_sql", "Candidate questions written per SQL query; the most central one is "
+               "kept (OmniSQL's selection).", "Questions per SQL", default=1, type=_positive_int),
+    OptionSpec("question_styles", "Comma-separated question styles, one picked per query from its id: "
+               "formal, colloquial, imperative, interrogative, descriptive, concise, vague, metaphorical, "
+               "conversational, or 'all'. Default: none (plain questions).", "Question styles",
+               regex="^(all|[a-z]+(,[a-z]+)*)$"),
     # --- filtering and dedup ----------------------------------------------------------
     OptionSpec("dedup", "Duplicate merging: sql-only (same database and normalized SQL), exact (same "
                "question too), question-only, template (same SQL with literals masked), none.",

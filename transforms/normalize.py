@@ -10,6 +10,7 @@ literals masked; ``tables`` lists referenced tables (CTE names excluded).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import Iterator, NamedTuple, Optional
 
@@ -114,7 +115,9 @@ def normalize_sql(sql: str, source_dialect: str, target_dialect: str) -> Normali
     try:
         tree = normalize_identifiers(tree, dialect=source_dialect)
         level = ErrorLevel.IGNORE if source_dialect == target_dialect else ErrorLevel.RAISE
-        normalized = tree.sql(dialect=target_dialect, comments=False, unsupported_level=level)
+        # copy=False: the tree is ours alone (just parsed), so the generator may
+        # rewrite it in place; it then describes the target-dialect SQL exactly.
+        normalized = tree.sql(dialect=target_dialect, comments=False, unsupported_level=level, copy=False)
     except UnsupportedError as error:
         raise SqlRejected(
             "normalize", "untranspilable", f"{source_dialect} -> {target_dialect}: {str(error)[:500]}"
@@ -130,6 +133,18 @@ def normalize_sql(sql: str, source_dialect: str, target_dialect: str) -> Normali
     )
 
 
+@functools.lru_cache(maxsize=2048)
+def normalize_cached(sql: str, source_dialect: str, target_dialect: str) -> Normalized:
+    """``normalize_sql`` remembered for the most recent distinct texts.
+
+    Logs repeat themselves (dashboards, retries, agents re-running a query): in a
+    realistic chat history most statements were seen moments before, so a small
+    per-process cache removes most parse and generate work. The cached tree is
+    only ever read afterwards.
+    """
+    return normalize_sql(sql, source_dialect, target_dialect)
+
+
 class _NormalizeFn(beam.DoFn):
     def __init__(self, source_dialect: Optional[str], target_dialect: str):
         self.source_dialect = source_dialect
@@ -139,7 +154,7 @@ class _NormalizeFn(beam.DoFn):
         count("normalize.in")
         source = self.source_dialect or record.dialect or self.target_dialect
         try:
-            result = normalize_sql(record.sql, source, self.target_dialect)
+            result = normalize_cached(record.sql, source, self.target_dialect)
         except SqlRejected as rejected:
             yield reject(rejected.stage, rejected.reason, rejected.detail, record)
             return

@@ -114,6 +114,15 @@ class Executor:
             truncated=truncated,
         )
 
+    def fetch_rows(self, sql: str) -> tuple[list[str], list[Sequence[Any]]]:
+        """Columns and (capped) rows of a read-only query, for sampling values and schema hints.
+
+        Unlike ``execute`` this raises on failure: callers sample from the user's
+        database for their own purposes and decide what a failure means.
+        """
+        columns, rows, _ = self._run(sql)
+        return [str(c) for c in columns], rows
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({display_url(self.url)!r})"
 
