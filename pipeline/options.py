@@ -92,16 +92,19 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                "SQL log format", default="auto", choices=SQL_LOG_FORMATS),
     OptionSpec("sql_field", "Field (JSON/CSV/Parquet column) holding the SQL in --sql_logs and --seed_pairs.",
                "SQL field", default="sql"),
-    OptionSpec("question_field", "Field holding a natural-language question, if the logs have one.",
+    OptionSpec("question_field", "Field holding a natural-language question, if the logs have one "
+               "(--seed_pairs read 'question' when this is not given).",
                "Question field"),
     OptionSpec("db_id_field", "Field naming the database a logged query ran on (matched against "
-               "--database db_id=URL entries).", "Database id field"),
+               "--database db_id=URL entries; --seed_pairs read 'db_id' when this is not given).",
+               "Database id field"),
     OptionSpec("chat_history", "Chat histories with an analytics agent: a glob of JSON arrays or JSONL of "
                "messages (Vercel AI SDK UIMessage parts or OpenAI tool_calls).", "Chat history files"),
     OptionSpec("tool_name", "Name of the agent tool whose 'sql' argument is extracted from chat histories.",
                "SQL tool name", default="db_query"),
-    OptionSpec("include_failures", "Also extract tool calls that ended in an error (kept only with "
-               "--keep_failures; otherwise they are counted as filtered).", "Include failed tool calls",
+    OptionSpec("include_failures", "Also read chat tool calls that ended in an error (as records with "
+               "success: false, which the filter then drops unless --keep_failures). Without it they are "
+               "dead letters of the read stage.", "Include failed tool calls",
                default=False, type=parse_bool, flag=True),
     OptionSpec("context", "Conversation context kept with chat pairs: none, full, last, or window:N "
                "(the N preceding turns), or segmented (a model decides whether each question starts a new "

@@ -74,8 +74,11 @@ def parse_file(stream: Any, path: str, kind: str, settings: ReadSettings) -> Ite
     """Dispatch one opened file to its parser."""
     source = KINDS[kind]
     fmt = format_of(path, kind, settings.format if kind == "sql_logs" else "auto")
-    fields = dict(sql_field=settings.sql_field, question_field=settings.question_field,
-                  db_id_field=settings.db_id_field, source=source)
+    question_field, db_id_field = settings.question_field, settings.db_id_field
+    if kind == "seed_pairs":  # pairs have questions by definition: read the usual field names
+        question_field, db_id_field = question_field or "question", db_id_field or "db_id"
+    fields = dict(sql_field=settings.sql_field, question_field=question_field,
+                  db_id_field=db_id_field, source=source)
     if fmt == "chat":
         return parse_chat_history(stream, path, tool_name=settings.tool_name,
                                   include_failures=settings.include_failures, context=settings.context)
@@ -108,6 +111,11 @@ class _ParseFilesFn(beam.DoFn):
                 for item in parse_file(stream, path, self.kind, self.settings):
                     if isinstance(item, ReadReject):
                         yield reject("read", item.reason, item.detail, origin=item.origin)
+                        continue
+                    if self.kind == "chat_history" and not item.success and not self.settings.include_failures:
+                        yield reject("read", "failed_tool_call",
+                                     "the tool call ended in an error (use --include_failures to read it)",
+                                     origin=item.origin)
                         continue
                     count("read.out")
                     yield new_record(

@@ -1,0 +1,109 @@
+"""Pure, streaming parsers for every input format (no Beam in here).
+
+Each parser has the shape ``parse_<fmt>(stream, path, **options)`` where ``stream``
+is a binary file object (``typing.BinaryIO``) and ``path`` names the file in
+origins. It returns a lazy iterator of :class:`RawPair` (one usable item) and
+:class:`ReadReject` (one unusable item, or one for a whole file that cannot be
+read). Parsers never raise for bad *content*; bad *options* (an unknown dialect, an
+unknown context mode) raise ``ValueError`` when the parser is called.
+
+Formats and their modules:
+
+==============  ==========================  =======================================
+format          parser                      module
+==============  ==========================  =======================================
+``sql``         ``parse_sql_file``          :mod:`transforms.formats.sql_file`
+``json(l)``     ``parse_json_records``      :mod:`transforms.formats.jsonl`
+``csv``         ``parse_csv``               :mod:`transforms.formats.csv_file`
+``parquet``     ``parse_parquet``           :mod:`transforms.formats.parquet_file`
+``defog``       ``parse_defog_csv``         :mod:`transforms.formats.defog`
+``chat``        ``parse_chat_history``      :mod:`transforms.formats.chat`
+``pg_csvlog``   ``parse_pg_csvlog``         :mod:`transforms.formats.pg_csvlog`
+==============  ==========================  =======================================
+
+Conventions shared by all parsers:
+
+* ``RawPair.sql`` is the SQL text as it appears in the input, stripped of
+  surrounding whitespace only (Defog's expanded alternatives are the one
+  exception: they are built from the template, which is kept in ``extra``).
+* Text is decoded as strict UTF-8 per line or record; bytes that are not UTF-8
+  reject that line/record/statement (``not_utf8``) and the rest of the file goes
+  on. SQL containing a NUL character is rejected (``nul_byte``).
+* An empty (or whitespace-only) file yields nothing: it is a valid, empty log.
+* Origins are ``"path:line"`` (1-based line where the item starts) for line- and
+  CSV-based formats and ``"path#index"`` (0-based) for JSON arrays and parquet rows;
+  chat parts are ``"<conversation>#<message>.<part>"``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+
+class RawPair(NamedTuple):
+    """What a parser yields for one usable item."""
+
+    sql: str  # verbatim SQL text as in the input, stripped of surrounding whitespace only
+    question: Optional[str]
+    context: tuple[str, ...]  # preceding turns as "User: …"/"Assistant: …" strings (chat only)
+    success: bool  # False for failed tool calls / error log lines
+    db_id: Optional[str]
+    source: str  # 'log' | 'chat' | 'seed'
+    origin: str  # "path:line" or "path#index"
+    extra: dict[str, str]  # anything else worth keeping (query_category, tool, duration_ms, ...)
+
+
+class ReadReject(NamedTuple):
+    """One input item (or a whole file) that could not become a :class:`RawPair`.
+
+    ``reason`` is a short stable code, e.g. ``invalid_json``, ``not_utf8``,
+    ``nul_byte``, ``missing_field:sql``, ``wrong_type:sql``, ``empty_sql``,
+    ``csv_error``, ``wrong_field_count``, ``missing_column:sql``, ``parquet_error``,
+    ``truncated_json``, ``malformed_part``, ``malformed_message``,
+    ``tokenize_error``, ``statement_too_long``, ``malformed_query``.
+    """
+
+    origin: str
+    reason: str
+    detail: str
+
+
+#: Values allowed for ``RawPair.source``.
+SOURCES = ("log", "chat", "seed")
+
+# Imported after the record types: the modules import them from this package.
+from transforms.formats.chat import parse_chat_history  # noqa: E402
+from transforms.formats.csv_file import parse_csv  # noqa: E402
+from transforms.formats.defog import expand_alternatives, parse_defog_csv  # noqa: E402
+from transforms.formats.jsonl import parse_json_records  # noqa: E402
+from transforms.formats.parquet_file import parse_parquet  # noqa: E402
+from transforms.formats.pg_csvlog import parse_pg_csvlog  # noqa: E402
+from transforms.formats.sql_file import parse_sql_file, split_statements  # noqa: E402
+
+#: Parser for each format name.
+PARSERS = {
+    "sql": parse_sql_file,
+    "json": parse_json_records,
+    "jsonl": parse_json_records,
+    "csv": parse_csv,
+    "parquet": parse_parquet,
+    "defog": parse_defog_csv,
+    "chat": parse_chat_history,
+    "pg_csvlog": parse_pg_csvlog,
+}
+
+__all__ = [
+    "PARSERS",
+    "RawPair",
+    "ReadReject",
+    "SOURCES",
+    "expand_alternatives",
+    "parse_chat_history",
+    "parse_csv",
+    "parse_defog_csv",
+    "parse_json_records",
+    "parse_parquet",
+    "parse_pg_csvlog",
+    "parse_sql_file",
+    "split_statements",
+]

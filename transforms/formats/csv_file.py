@@ -1,0 +1,69 @@
+"""CSV files with a header row: one pair per record.
+
+Quoted fields may hold newlines and doubled quotes (RFC 4180, Python's ``csv``);
+a record's origin is the line it starts on. The file must have a header naming
+``sql_field`` (and ``question_field`` / ``db_id_field`` when given), else one
+``missing_column:<name>`` reject for the file. A record with more or fewer fields
+than the header is ``wrong_field_count``; one the ``csv`` module refuses (e.g. a
+field over ``csv.field_size_limit()``, 128 KiB by default) is ``csv_error``.
+"""
+
+from __future__ import annotations
+
+from typing import BinaryIO, Iterator, Optional, Union
+
+from transforms.formats import RawPair, ReadReject
+from transforms.formats._common import check_source, csv_rows, has_bad_unicode, record_to_pair
+
+
+def parse_csv(
+    stream: BinaryIO,
+    path: str,
+    sql_field: str = "sql",
+    question_field: Optional[str] = None,
+    db_id_field: Optional[str] = None,
+    source: str = "log",
+    *,
+    success_field: Optional[str] = "success",
+    delimiter: str = ",",
+) -> Iterator[Union[RawPair, ReadReject]]:
+    """One ``RawPair`` per CSV record (see the module docstring).
+
+    Empty cells count as absent: an empty question is None, an empty ``success``
+    cell is True, an empty SQL cell is ``empty_sql``. ``success`` accepts
+    true/false, t/f, 1/0, yes/no (any case).
+    """
+    check_source(source)
+    return _parse_csv(stream, path, sql_field, question_field, db_id_field, source, success_field, delimiter)
+
+
+def _parse_csv(stream, path, sql_field, question_field, db_id_field, source, success_field, delimiter):
+    header = None
+    for line, row in csv_rows(stream, path, delimiter=delimiter):
+        origin = f"{path}:{line}"
+        if isinstance(row, ReadReject):
+            yield row
+            continue
+        if header is None:
+            header = [name.strip() for name in row]
+            if any(has_bad_unicode(name) for name in header):
+                yield ReadReject(origin, "not_utf8", "header row")
+                return
+            for field in (sql_field, question_field, db_id_field):
+                if field and field not in header:
+                    yield ReadReject(path, f"missing_column:{field}", f"header has {header}")
+                    return
+            continue
+        if len(row) != len(header):
+            yield ReadReject(origin, "wrong_field_count", f"expected {len(header)} fields, got {len(row)}")
+            continue
+        record = {name: (value if value != "" or name == sql_field else None) for name, value in zip(header, row)}
+        yield record_to_pair(
+            record,
+            origin,
+            sql_field=sql_field,
+            question_field=question_field,
+            db_id_field=db_id_field,
+            source=source,
+            success_field=success_field if success_field in header else None,
+        )
