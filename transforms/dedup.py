@@ -46,7 +46,9 @@ def preference(record: Record) -> tuple:
     """Sort key of a candidate representative: smaller is better."""
     execution = record.execution
     ran_ok = record.success and (execution is None or execution.status in ("ok", "skipped"))
-    return (0 if ran_ok else 1, 0 if record.question_source == "given" else 1, record.id)
+    # origin last: the same text read from two places has one id, and the choice must not
+    # depend on which copy arrived first
+    return (0 if ran_ok else 1, 0 if record.question_source == "given" else 1, record.id, record.origin or "")
 
 
 _ACCUMULATOR_CODER = coders.TupleCoder(

@@ -1,0 +1,701 @@
+"""Training exports: the final pairs as SFT chat, prompt/completion and DPO rows, JSONL or Parquet.
+
+Formats (``--format``, several at once, comma-separated):
+
+* ``pairs`` — the pipeline's own records (always written as ``PREFIX-NNNNN-of-NNNNN.jsonl``);
+* ``sft-chat`` — ``{"id", "messages": [system, user, assistant], "meta"}``: the system message
+  holds the DDL of the tables the SQL reads (``--sft_sample_rows`` adds sample rows as
+  comments), the user message the question, the assistant message the SQL;
+* ``prompt-completion`` — ``{"id", "prompt", "completion", "meta"}``: the same example with the
+  prompt and the SQL kept apart, so a trainer computes the loss on the completion only and
+  never packs two examples into one sequence (SQLCoder 2 found both mattered);
+* ``dpo`` — ``{"id", "prompt", "chosen", "rejected", "meta"}`` from ``transforms.preference``;
+* ``parquet`` — a Parquet copy (pyarrow, explicit schema) beside every JSONL set listed.
+
+Every SQL in a training row is whitespace-normalized (``normalize_whitespace``): SQLCoder 2
+measured that arbitrary indentation can cost half the completion tokens, and a DPO pair whose
+chosen and rejected differ in layout teaches layout.
+
+``--stage_by difficulty`` adds one shard set per Spider level (``PREFIX-easy-…``,
+``PREFIX-sft-chat-hard-…``) for staged training from simple to complex; the full sets stay.
+
+All sets are sharded and byte-identical across runs: JSONL through ``WriteJsonShards``,
+Parquet through ``WriteParquetShards`` below (same shard choice, rows sorted).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import uuid
+import zlib
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Optional, Sequence
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.record import Record, record_to_dict
+from transforms import table_schema
+from transforms.write import shard_name
+
+_LOGGER = logging.getLogger(__name__)
+
+#: Training formats ``--format`` accepts, plus the ``parquet`` modifier.
+FORMATS = ("pairs", "sft-chat", "prompt-completion", "dpo")
+PARQUET = "parquet"
+#: What ``--stage_by`` can split by, and the stages of each, easiest first.
+STAGE_BY = ("difficulty",)
+DIFFICULTY_STAGES = ("easy", "medium", "hard", "extra")
+
+#: ``transforms.synthesize.CURRICULUM``'s concepts as ``transforms.concepts`` tags, so the
+#: coverage of any data (logged or synthesized) can be measured against the curriculum.
+#: ("filtering" has no tag: nearly every query filters.)
+CURRICULUM_TAGS: Mapping[str, str] = {
+    "aggregation": "aggregation", "ordering and limits": "order_limit", "grouping": "group_by", "joins": "join",
+    "subqueries": "subquery", "date functions": "date_fn", "string functions": "string_fn",
+    "NULL handling": "null_handling", "conditional logic": "case", "ratios": "ratio", "CTEs": "cte",
+    "window functions": "window", "set operations": "set_op",
+}
+#: The curriculum's coverage targets: the share of pairs that should use each concept for the
+#: data to teach it (SQLCoder 2: basic clauses common; date functions, window functions, CTEs,
+#: ratios and NULL handling deliberately present). The shares are our reading of that
+#: curriculum, not figures Defog published.
+CURRICULUM_TARGETS: Mapping[str, float] = {
+    "join": 0.30,
+    "aggregation": 0.30,
+    "group_by": 0.20,
+    "order_limit": 0.20,
+    "subquery": 0.10,
+    "date_fn": 0.10,
+    "case": 0.05,
+    "cte": 0.05,
+    "window": 0.05,
+    "ratio": 0.05,
+    "null_handling": 0.05,
+    "string_fn": 0.05,
+    "set_op": 0.03,
+}
+
+DIALECT_NAMES = {
+    "postgres": "PostgreSQL", "mysql": "MySQL", "sqlite": "SQLite", "duckdb": "DuckDB", "tsql": "SQL Server",
+    "bigquery": "BigQuery", "snowflake": "Snowflake", "oracle": "Oracle", "redshift": "Redshift",
+    "trino": "Trino", "spark": "Spark SQL", "clickhouse": "ClickHouse",
+}
+#: Characters kept per sample value in the DDL comments.
+SAMPLE_CHARS = 40
+
+
+def curriculum_targets() -> Mapping[str, float]:
+    """The concept coverage targets (concept tag → share of pairs) the reports compare against."""
+    return CURRICULUM_TARGETS
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure functions: SQL text, DDL, prompts and rows
+# ---------------------------------------------------------------------------------------------
+
+
+def normalize_whitespace(sql: str) -> str:
+    """One space between tokens, none at the ends; quoted text and identifiers kept exactly.
+
+    Comments are dropped (a ``--`` comment would otherwise swallow the rest of the line once
+    line breaks are gone).
+
+    >>> normalize_whitespace("SELECT  a,\\n\\t b  -- note\\nFROM t WHERE c = 'x  y'")
+    "SELECT a, b FROM t WHERE c = 'x  y'"
+    >>> normalize_whitespace('SELECT /* hint */ "my  col" FROM t ;')
+    'SELECT "my  col" FROM t ;'
+    """
+    out: list[str] = []
+    pending_space = False
+    i, n = 0, len(sql)
+    while i < n:
+        char = sql[i]
+        if char in ("'", '"', "`"):
+            end = sql.find(char, i + 1)
+            while end != -1 and end + 1 < n and sql[end + 1] == char:  # doubled quote
+                end = sql.find(char, end + 2)
+            end = n if end == -1 else end + 1
+            token = sql[i:end]
+            i = end
+        elif sql.startswith("--", i):
+            end = sql.find("\n", i)
+            i = n if end == -1 else end + 1
+            pending_space = True
+            continue
+        elif sql.startswith("/*", i):
+            end = sql.find("*/", i + 2)
+            i = n if end == -1 else end + 2
+            pending_space = True
+            continue
+        elif char.isspace():
+            pending_space = True
+            i += 1
+            continue
+        else:
+            token = char
+            i += 1
+        if pending_space and out:
+            out.append(" ")
+        pending_space = False
+        out.append(token)
+    return "".join(out)
+
+
+def sample_value_text(value: Any) -> str:
+    """A sample value as a SQL literal on one line, cut to ``SAMPLE_CHARS`` characters.
+
+    >>> sample_value_text("AC/DC"), sample_value_text(None), sample_value_text(3.5), sample_value_text("a\\nb")
+    ("'AC/DC'", 'NULL', '3.5', "'a b'")
+    """
+    if value is None:
+        return "NULL"
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "<binary>"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    text = " ".join(str(value).split())
+    if len(text) > SAMPLE_CHARS:
+        text = text[: SAMPLE_CHARS - 1] + "…"
+    return "'" + text.replace("'", "''") + "'"
+
+
+def render_ddl(table: table_schema.Table, sample_rows: int = 0) -> str:
+    """One table as ``CREATE TABLE`` DDL, with up to ``sample_rows`` of its samples as comments.
+
+    >>> t = table_schema.Table("album", (table_schema.Column("album_id", "INT", True),
+    ...     table_schema.Column("artist_id", "INT", False, "artist.artist_id")), (("1", "2"), ("3", "4")))
+    >>> print(render_ddl(t, sample_rows=1))
+    CREATE TABLE album (
+      album_id INT PRIMARY KEY,
+      artist_id INT REFERENCES artist(artist_id)
+    );
+    -- sample rows of album:
+    -- (1, 2)
+    """
+    columns = []
+    for column in table.columns:
+        text = f"  {column.name}" + (f" {column.type}" if column.type else "")
+        if column.primary_key:
+            text += " PRIMARY KEY"
+        if column.references:
+            target, _, target_column = column.references.partition(".")
+            text += f" REFERENCES {target}({target_column})" if target_column else f" REFERENCES {target}"
+        columns.append(text)
+    lines = [f"CREATE TABLE {table.name} (", ",\n".join(columns), ");"]
+    samples = table.samples[: max(0, sample_rows)]
+    if samples:
+        lines.append(f"-- sample rows of {table.name}:")
+        lines.extend(f"-- ({', '.join(row)})" for row in samples)
+    return "\n".join(lines)
+
+
+def render_schema(tables: Sequence[table_schema.Table], sample_rows: int = 0) -> str:
+    """The DDL of ``tables``, one blank line apart; a plain note when nothing is known."""
+    if not tables:
+        return "-- (schema not available)"
+    return "\n\n".join(render_ddl(table, sample_rows) for table in tables)
+
+
+def dialect_name(dialect: Optional[str]) -> str:
+    """``postgres`` → ``PostgreSQL``; unknown names as given, none as ``SQL``."""
+    return DIALECT_NAMES.get(dialect or "", dialect or "SQL")
+
+
+def _context_text(context: Sequence[str]) -> str:
+    return "\n".join(f"- {' '.join(str(turn).split())}" for turn in context)
+
+
+def training_prompt(question: str, schema: str, dialect: Optional[str], context: Sequence[str] = ()) -> str:
+    """The prompt of a prompt/completion or DPO row: task, schema DDL, question, then ``### SQL``.
+
+    >>> print(training_prompt("How many artists?", "CREATE TABLE artist (id INT);", "sqlite"))
+    ### Task
+    Write one SQLite query that answers the question.
+    <BLANKLINE>
+    ### Database schema
+    CREATE TABLE artist (id INT);
+    <BLANKLINE>
+    ### Question
+    How many artists?
+    <BLANKLINE>
+    ### SQL
+    """
+    parts = [f"### Task\nWrite one {dialect_name(dialect)} query that answers the question.",
+             f"### Database schema\n{schema}"]
+    if context:
+        parts.append(f"### Conversation so far\n{_context_text(context)}")
+    parts.append(f"### Question\n{question.strip()}")
+    parts.append("### SQL\n")
+    return "\n\n".join(parts)
+
+
+def system_message(schema: str, dialect: Optional[str]) -> str:
+    """The SFT system message: what to answer with, then the schema DDL."""
+    return (f"You write {dialect_name(dialect)} queries that answer questions about this database. "
+            f"Reply with one SQL query only.\n\n{schema}")
+
+
+def user_message(question: str, context: Sequence[str] = ()) -> str:
+    """The question, after the earlier turns of its conversation when it has any."""
+    if not context:
+        return question.strip()
+    return f"Earlier in this conversation:\n{_context_text(context)}\n\n{question.strip()}"
+
+
+class TrainingExample(NamedTuple):
+    """One pair's training view: everything every format is rendered from."""
+
+    id: str
+    system: str
+    user: str
+    prompt: str
+    completion: str
+    meta: Mapping[str, Any]
+
+
+def example_meta(record: Record) -> dict[str, Any]:
+    """The ``meta`` of a row made from ``record``: where it came from and how hard it is."""
+    return {
+        "db_id": record.db_id,
+        "difficulty": record.difficulty,
+        "concepts": list(record.concepts),
+        "source": record.source,
+        "question_source": record.question_source,
+    }
+
+
+def training_example(record: Record, schema: str) -> TrainingExample:
+    """The training view of a pair whose referenced tables render as ``schema``."""
+    sql = normalize_whitespace(record.normalized_sql or record.sql)
+    question = record.question or ""
+    return TrainingExample(
+        id=record.id,
+        system=system_message(schema, record.dialect),
+        user=user_message(question, record.context),
+        prompt=training_prompt(question, schema, record.dialect, record.context),
+        completion=sql,
+        meta=example_meta(record),
+    )
+
+
+def sft_chat_row(example: TrainingExample) -> dict[str, Any]:
+    """``{"id", "messages": [system, user, assistant], "meta"}``."""
+    return {
+        "id": example.id,
+        "messages": [
+            {"role": "system", "content": example.system},
+            {"role": "user", "content": example.user},
+            {"role": "assistant", "content": example.completion},
+        ],
+        "meta": dict(example.meta),
+    }
+
+
+def prompt_completion_row(example: TrainingExample) -> dict[str, Any]:
+    """``{"id", "prompt", "completion", "meta"}``."""
+    return {"id": example.id, "prompt": example.prompt, "completion": example.completion, "meta": dict(example.meta)}
+
+
+def row_line(row: Mapping[str, Any]) -> str:
+    """One JSONL line (key order as built, UTF-8 kept)."""
+    return json.dumps(row, ensure_ascii=False, separators=(", ", ": "))
+
+
+def stage_of(row_meta: Mapping[str, Any], stage_by: str) -> Optional[str]:
+    """The stage a row belongs to (its difficulty), or None when it has none."""
+    if stage_by == "difficulty":
+        value = row_meta.get("difficulty")
+        return value if value in DIFFICULTY_STAGES else None
+    raise ValueError(f"unknown --stage_by {stage_by!r}")
+
+
+def set_prefix(output: str, fmt: str, stage: Optional[str] = None) -> str:
+    """Where one shard set goes: ``PREFIX[-format][-stage]`` (``pairs`` has no format infix).
+
+    >>> set_prefix("out/p", "pairs"), set_prefix("out/p", "pairs", "easy"), set_prefix("out/p", "sft-chat", "hard")
+    ('out/p', 'out/p-easy', 'out/p-sft-chat-hard')
+    """
+    prefix = output if fmt == "pairs" else f"{output}-{fmt}"
+    return f"{prefix}-{stage}" if stage else prefix
+
+
+def set_name(fmt: str, stage: Optional[str] = None) -> str:
+    """The name of a shard set in the reports and the dataset card (``sft-chat-easy``)."""
+    return f"{fmt}-{stage}" if stage else fmt
+
+
+# ---------------------------------------------------------------------------------------------
+# Parquet schemas (explicit, so empty shards and all-null columns still have types)
+# ---------------------------------------------------------------------------------------------
+
+_STRINGS = pa.list_(pa.string())
+_EXAMPLE_META = pa.struct([("db_id", pa.string()), ("difficulty", pa.string()), ("concepts", _STRINGS),
+                           ("source", pa.string()), ("question_source", pa.string())])
+_MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
+DPO_META = pa.struct([
+    ("record_id", pa.string()), ("db_id", pa.string()), ("difficulty", pa.string()), ("concepts", _STRINGS),
+    ("question", pa.string()), ("neg_kind", pa.string()), ("sample_index", pa.int64()),
+    ("rejected_error", pa.string()), ("chosen_source", pa.string()), ("chosen_sample_index", pa.int64()),
+    ("weak_model", pa.string()),
+])
+#: Arrow type of every ``Record`` field (a test fails when a field is added without one).
+PAIR_FIELD_TYPES: Mapping[str, pa.DataType] = {
+    "id": pa.string(), "question": pa.string(), "sql": pa.string(), "context": _STRINGS, "success": pa.bool_(),
+    "db_id": pa.string(), "dialect": pa.string(), "source": pa.string(), "question_source": pa.string(),
+    "origin": pa.string(), "normalized_sql": pa.string(), "sql_fingerprint": pa.string(),
+    "template_fingerprint": pa.string(), "tables": _STRINGS, "difficulty": pa.string(), "concepts": _STRINGS,
+    "execution": pa.struct([("status", pa.string()), ("row_count", pa.int64()), ("columns", _STRINGS),
+                            ("result_hash", pa.string()), ("error", pa.string()), ("elapsed_ms", pa.float64()),
+                            ("truncated", pa.bool_())]),
+    "duplicates": pa.int64(), "frequency": pa.int64(),
+    "parameters": pa.list_(pa.struct([("name", pa.string()), ("position", pa.int64()), ("type", pa.string()),
+                                      ("default", pa.string()), ("value", pa.string())])),
+    "parent_id": pa.string(), "evolution": pa.string(), "persona": pa.string(),
+    "extra": pa.map_(pa.string(), pa.string()),
+}
+SCHEMAS: Mapping[str, pa.Schema] = {
+    "pairs": pa.schema([(name, PAIR_FIELD_TYPES[name]) for name in Record._fields if name in PAIR_FIELD_TYPES]),
+    "sft-chat": pa.schema([("id", pa.string()), ("messages", pa.list_(_MESSAGE)), ("meta", _EXAMPLE_META)]),
+    "prompt-completion": pa.schema([("id", pa.string()), ("prompt", pa.string()), ("completion", pa.string()),
+                                    ("meta", _EXAMPLE_META)]),
+    "dpo": pa.schema([("id", pa.string()), ("prompt", pa.string()), ("chosen", pa.string()),
+                      ("rejected", pa.string()), ("meta", DPO_META)]),
+}
+
+
+def pair_row(record: Record) -> dict[str, Any]:
+    """A pair as a Parquet row of the ``pairs`` schema."""
+    return record_to_dict(record)
+
+
+def parquet_bytes(rows: Sequence[Mapping[str, Any]], schema: pa.Schema) -> bytes:
+    """One Parquet file holding ``rows`` (keys outside ``schema`` raise, never vanish)."""
+    names = set(schema.names)
+    for row in rows:
+        unknown = set(row) - names
+        if unknown:
+            raise ValueError(f"row has columns the Parquet schema lacks: {', '.join(sorted(unknown))}")
+    table = pa.Table.from_pylist(list(rows), schema=schema)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="zstd")
+    return buffer.getvalue()
+
+
+def write_bytes_file(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temporary name, then rename) on any Beam filesystem."""
+    temporary = f"{path}.tmp-{uuid.uuid4().hex}"
+    with FileSystems.create(temporary) as handle:
+        handle.write(data)
+    if FileSystems.exists(path):
+        FileSystems.delete([path])
+    FileSystems.rename([temporary], [path])
+
+
+class _WriteParquetShardFn(beam.DoFn):
+    def __init__(self, prefix: str, num_shards: int, schema: pa.Schema):
+        self.prefix, self.num_shards, self.schema = prefix, num_shards, schema
+
+    def process(self, element: tuple[int, Iterable[Optional[tuple[str, str, dict]]]]):
+        index, items = element
+        ordered = sorted(item for item in items if item is not None)
+        path = shard_name(self.prefix, index, self.num_shards, ".parquet")
+        write_bytes_file(path, parquet_bytes([row for _, _, row in ordered], self.schema))
+        yield path
+
+
+class WriteParquetShards(beam.PTransform):
+    """Elements → ``num_shards`` sorted Parquet files (the twin of ``WriteJsonShards``).
+
+    An element goes to the shard its ``sort_key`` hashes to (CRC-32, as for JSONL, so the
+    Parquet and JSONL shards of a set hold the same rows); rows are sorted by the key and
+    then by their JSON text; shards that receive nothing are written empty.
+    """
+
+    def __init__(self, prefix: str, num_shards: int, to_row: Callable[[Any], dict], sort_key: Callable[[Any], str],
+                 schema: pa.Schema):
+        super().__init__()
+        self.prefix, self.num_shards, self.schema = prefix, num_shards, schema
+        self.to_row, self.sort_key = to_row, sort_key
+
+    def expand(self, elements):
+        num_shards, to_row, sort_key = self.num_shards, self.to_row, self.sort_key
+
+        def keyed(element):
+            key, row = sort_key(element), to_row(element)
+            tie = json.dumps(row, sort_keys=True, ensure_ascii=False, default=str)
+            return zlib.crc32(key.encode("utf-8")) % num_shards, (key, tie, row)
+
+        rows = elements | "ToRow" >> beam.Map(keyed)
+        empty = elements.pipeline | "AllShards" >> beam.Create([(i, None) for i in range(num_shards)], reshuffle=False)
+        return (
+            (rows, empty)
+            | "WithEmptyShards" >> beam.Flatten()
+            | "GroupByShard" >> beam.GroupByKey()
+            | "WriteShard" >> beam.ParDo(_WriteParquetShardFn(self.prefix, num_shards, self.schema))
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# The schema of the referenced tables, on the worker
+# ---------------------------------------------------------------------------------------------
+
+
+class SchemaSource(NamedTuple):
+    """Where table descriptions come from: ``--schema`` DDL files and/or the database."""
+
+    patterns: tuple[str, ...] = ()
+    dialect: Optional[str] = None
+    database: Optional[str] = None  # the --database spec, when queries are executed
+    database_settings: Mapping[str, Any] = {}  # timeout_s, max_rows, password_env
+    sample_rows: int = 0
+
+    @property
+    def available(self) -> bool:
+        return bool(self.patterns or self.database)
+
+
+def load_ddl(patterns: Sequence[str], dialect: Optional[str]) -> dict[str, table_schema.Table]:
+    """Tables described by the DDL files ``patterns`` match (any Beam filesystem)."""
+    if not patterns:
+        return {}
+    texts = []
+    for result in FileSystems.match(list(patterns)):
+        for metadata in sorted(result.metadata_list, key=lambda m: m.path):
+            with FileSystems.open(metadata.path) as handle:
+                texts.append(handle.read().decode("utf-8", errors="replace"))
+    return table_schema.tables_from_ddl(texts, dialect)
+
+
+class SchemaLookup:
+    """The tables a record's SQL reads, described once per worker.
+
+    DDL files are parsed at construction; a live database is asked once per (URL, table)
+    for columns (``table_schema.introspect_table``) and, with ``sample_rows``, for that many
+    rows (``SELECT * FROM t LIMIT n``, read-only through the Executor contract). Failures
+    only leave a table out: a schema is context, not a requirement.
+    """
+
+    def __init__(self, source: SchemaSource):
+        self.source = source
+        self._ddl = load_ddl(source.patterns, source.dialect)
+        self._live: dict[tuple[str, str], Optional[table_schema.Table]] = {}
+        self._executors = None
+        self._databases = None
+        if source.database:
+            from adapters.db import DatabaseMap
+            from transforms.execute import ExecutorSet
+
+            self._databases = DatabaseMap.parse(source.database)
+            self._executors = ExecutorSet(dict(source.database_settings, max_connections=1))
+
+    def _live_table(self, url: str, name: str) -> Optional[table_schema.Table]:
+        key = (url, table_schema.table_key(name))
+        if key not in self._live:
+            try:
+                executor = self._executors.get(url)
+                table = table_schema.introspect_table(executor, name)
+                if table is not None:
+                    table = table._replace(samples=self._samples(executor, name))
+                self._live[key] = table
+            except Exception as error:  # noqa: BLE001 - the schema is context, not a requirement
+                _LOGGER.warning("cannot describe table %s: %s", name, type(error).__name__)
+                self._live[key] = None
+        return self._live[key]
+
+    def _samples(self, executor: Any, name: str) -> tuple[tuple[str, ...], ...]:
+        count = self.source.sample_rows
+        if count <= 0:
+            return ()
+        from sqlglot import exp
+
+        dialect = getattr(executor, "dialect", None) or "postgres"
+        try:
+            sql = exp.select("*").from_(exp.to_table(name, dialect=dialect)).limit(count).sql(dialect=dialect)
+            _, rows = executor.fetch_rows(sql)
+        except Exception as error:  # noqa: BLE001 - samples are optional
+            _LOGGER.debug("no sample rows for %s: %s", name, error)
+            return ()
+        return tuple(tuple(sample_value_text(v) for v in row) for row in rows[:count])
+
+    def tables(self, record: Record) -> list[table_schema.Table]:
+        """The described tables among ``record.tables``, in the record's order, each once."""
+        url = self._databases.url_for(record.db_id) if self._databases is not None else None
+        found: dict[str, table_schema.Table] = {}
+        for name in record.tables:
+            key = table_schema.table_key(name)
+            if key in found:
+                continue
+            live = self._live_table(url, name) if url is not None else None
+            table = table_schema.merge(self._ddl.get(key), live)
+            if table is not None:
+                found[key] = table
+        return list(found.values())
+
+    def schema_text(self, record: Record) -> str:
+        """The DDL of the record's tables, as the prompts and the system message show it."""
+        return render_schema(self.tables(record), self.source.sample_rows)
+
+    def close(self) -> None:
+        if self._executors is not None:
+            self._executors.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Beam: records → examples → shard sets
+# ---------------------------------------------------------------------------------------------
+
+
+class _ToExampleFn(beam.DoFn):
+    """Pair → ``TrainingExample`` (pairs without a question are counted, not exported)."""
+
+    SKIPPED = "skipped"
+
+    def __init__(self, source: SchemaSource):
+        self.source = source
+
+    def setup(self) -> None:
+        self._lookup = SchemaLookup(self.source)
+
+    def process(self, record: Record) -> Iterator:
+        if not record.question:
+            yield beam.pvalue.TaggedOutput(self.SKIPPED, "export:skipped:no_question")
+            return
+        yield training_example(record, self._lookup.schema_text(record))
+
+    def teardown(self) -> None:
+        lookup = getattr(self, "_lookup", None)
+        if lookup is not None:
+            lookup.close()
+
+
+def _stage_filter(stage_by: str, stage: str, meta_of: Callable[[Any], Mapping[str, Any]]):
+    def keep(element: Any) -> bool:
+        return stage_of(meta_of(element), stage_by) == stage
+
+    return keep
+
+
+def write_set(elements, *, label: str, output: str, fmt: str, num_shards: int, to_row: Callable[[Any], dict],
+              to_line: Callable[[Any], str], sort_key: Callable[[Any], str], parquet: bool, stage_by: Optional[str],
+              meta_of: Callable[[Any], Mapping[str, Any]], full_jsonl: bool = True) -> list:
+    """Write ``elements`` as format ``fmt``: the full set and, with ``stage_by``, one set per stage.
+
+    ``full_jsonl=False`` leaves the full set's JSONL to someone else (the graph writes the
+    canonical pairs, ``transforms.training`` the DPO pairs) and its count to them too.
+    Returns PCollections of ``export:<set name>`` strings, one per row of each set written
+    here, for the training report.
+    """
+    from transforms.write import WriteJsonShards
+
+    counts = []
+    sets: list[tuple[Optional[str], Any]] = [(None, elements)]
+    if stage_by:
+        for stage in DIFFICULTY_STAGES:
+            staged = elements | f"{label}_{stage}_Select" >> beam.Filter(_stage_filter(stage_by, stage, meta_of))
+            sets.append((stage, staged))
+    for stage, members in sets:
+        jsonl = full_jsonl or stage is not None
+        if not (jsonl or parquet):
+            continue
+        name = set_name(fmt, stage)
+        prefix = set_prefix(output, fmt, stage)
+        step = f"{label}_{stage or 'all'}"
+        if jsonl:
+            members | f"{step}_Jsonl" >> WriteJsonShards(prefix, num_shards, to_line, sort_key)
+        if parquet:
+            members | f"{step}_Parquet" >> WriteParquetShards(prefix, num_shards, to_row, sort_key, SCHEMAS[fmt])
+        if stage is not None or full_jsonl:
+            counts.append(members | f"{step}_Count" >> beam.Map(lambda _, n=name: f"export:{n}"))
+    return counts
+
+
+class ExportSettings(NamedTuple):
+    """What ``WriteExports`` writes, resolved from ``--format``, ``--stage_by`` and ``--sft_sample_rows``."""
+
+    output: str
+    num_shards: int = 1
+    formats: tuple[str, ...] = ("pairs",)
+    parquet: bool = False
+    stage_by: Optional[str] = None
+    schema: SchemaSource = SchemaSource()
+    record_timings: bool = False
+
+
+def _pair_line(record_timings: bool) -> Callable[[Record], str]:
+    from pipeline.record import record_to_json, without_timings
+
+    if record_timings:
+        return record_to_json
+    return lambda record: record_to_json(without_timings(record))
+
+
+def _pair_row(record_timings: bool) -> Callable[[Record], dict]:
+    from pipeline.record import without_timings
+
+    if record_timings:
+        return pair_row
+    return lambda record: pair_row(without_timings(record))
+
+
+def _record_key(record: Record) -> str:
+    return record.id
+
+
+def _record_meta(record: Record) -> Mapping[str, Any]:
+    return {"difficulty": record.difficulty}
+
+
+def _row_meta(row: Mapping[str, Any]) -> Mapping[str, Any]:
+    return row["meta"]
+
+
+def _row_key(row: Mapping[str, Any]) -> str:
+    return row["id"]
+
+
+def _identity(row: Any) -> Any:
+    return row
+
+
+class WriteExports(beam.PTransform):
+    """``{"pairs": records, "dpo": dpo rows or None}`` → the shard sets ``settings`` names.
+
+    The full JSONL sets of ``pairs`` (the graph) and ``dpo`` (``transforms.training``) are
+    written elsewhere; this adds their Parquet copies and staged sets, and every set of the
+    other formats. Outputs the ``export:<set>`` strings the training report counts.
+    """
+
+    def __init__(self, settings: ExportSettings):
+        super().__init__()
+        self.settings = settings
+
+    def expand(self, inputs):
+        s = self.settings
+        records, dpo = inputs["pairs"], inputs.get("dpo")
+        counts = []
+        common = dict(output=s.output, num_shards=s.num_shards, parquet=s.parquet, stage_by=s.stage_by)
+        if "pairs" in s.formats and (s.parquet or s.stage_by):
+            counts += write_set(records, label="ExportPairs", fmt="pairs", to_row=_pair_row(s.record_timings),
+                                to_line=_pair_line(s.record_timings), sort_key=_record_key,
+                                meta_of=_record_meta, full_jsonl=False, **common)
+        wanted = [f for f in ("sft-chat", "prompt-completion") if f in s.formats]
+        if wanted:
+            examples = records | "ToTrainingExamples" >> beam.ParDo(_ToExampleFn(s.schema)).with_outputs(
+                _ToExampleFn.SKIPPED, main="examples")
+            counts.append(examples[_ToExampleFn.SKIPPED])
+            builders = {"sft-chat": sft_chat_row, "prompt-completion": prompt_completion_row}
+            for fmt in wanted:
+                label = "Export" + "".join(part.title() for part in fmt.split("-"))
+                rows = examples.examples | f"{label}_Rows" >> beam.Map(builders[fmt])
+                counts += write_set(rows, label=label, fmt=fmt, to_row=_identity, to_line=row_line,
+                                    sort_key=_row_key, meta_of=_row_meta, **common)
+        if "dpo" in s.formats and dpo is not None:
+            counts += write_set(dpo, label="ExportDpo", fmt="dpo", to_row=_identity, to_line=row_line,
+                                sort_key=_row_key, meta_of=_row_meta, full_jsonl=False, **common)
+        if not counts:
+            return records.pipeline | "NoExports" >> beam.Create([], reshuffle=False)
+        return counts | "AllExportCounts" >> beam.Flatten()
