@@ -1,4 +1,4 @@
-"""The job's graph: read → normalize → classify → describe → execute → filter → dedup → write.
+"""The job's graph: read → normalize → instantiate → classify → describe → execute → filter → dedup → write.
 
 Every stage is a PTransform from ``transforms/`` with a ``records`` main output and a
 ``dead`` side output; this module only wires them and collects the dead letters,
@@ -17,10 +17,16 @@ from transforms.dedup import DedupPairs
 from transforms.describe import DescribeQuestions
 from transforms.execute import ExecuteQueries
 from transforms.filter import FilterPairs, FilterSettings
+from transforms.generation import GenerationSettings
+from transforms.instantiate import NOTES, InstantiateParameters, InstantiateSettings, needs_execution
+from transforms.near_dup import MergeNearDuplicates, applies as near_dup_applies
 from transforms.normalize import NormalizeSql
 from transforms.questions import QuestionSettings, WriteQuestions
 from transforms.read import ReadInputs, ReadSettings
+from transforms.read_stat_statements import LIVE_VIEW, ReadPgStatStatements
 from transforms.report import WriteReport, dead_letter_sort_key
+from transforms.training import TrainingSettings, WriteTrainingData
+from transforms.weighting import CapPerTemplate
 from transforms.write import WriteJsonShards
 
 
@@ -44,6 +50,11 @@ class JobConfig(NamedTuple):
     record_timings: bool
     report_options: Mapping[str, Any]
     questions: Optional[QuestionSettings] = None  # None: questions from rules (DescribeQuestions)
+    instantiate: InstantiateSettings = InstantiateSettings()  # placeholders, weighting, cap per template
+    view_databases: Optional[tuple[str, ...]] = None  # pg_stat_statements rows of: None this db, () all
+    training: Optional[TrainingSettings] = None  # --preference / --format / --stage_by: DPO pairs, SFT exports
+    generation: Optional[GenerationSettings] = None  # personas, teachings, synthesis, evolution, round-trip check
+    near_dup_threshold: float = 0.8  # --dedup exact|question-only: merge near-duplicate questions of one SQL
 
 
 def output_paths(prefix: str) -> dict[str, str]:
@@ -66,16 +77,49 @@ def build(p: beam.Pipeline, config: JobConfig) -> dict[str, beam.PCollection]:
     dead_letters = []
     read_outputs = []
     for kind, patterns in config.inputs:
-        read = p | f"Read_{kind}" >> ReadInputs(kind, patterns, config.read)
+        if kind == LIVE_VIEW:  # --sql_logs pg_stat_statements: the view of --database, read live
+            read = p | f"Read_{kind}" >> ReadPgStatStatements(
+                patterns[0], password_env=config.password_env, databases=config.view_databases,
+                db_id_field=config.read.db_id_field)
+        else:
+            read = p | f"Read_{kind}" >> ReadInputs(kind, patterns, config.read)
         read_outputs.append(read.records)
         dead_letters.append(read.dead)
-    records = read_outputs | "AllInputs" >> beam.Flatten()
+    # Reshuffle breaks fusion with the parsers: one big log file is read by one worker, but
+    # normalize → classify → describe (where the CPU goes) then spread over all of them.
+    logged = records = (
+        read_outputs
+        | "AllInputs" >> beam.Flatten(pipeline=p)
+        | "SpreadRecords" >> beam.Reshuffle().with_output_types(Record)
+    )
+    generation, teachings, gen_notes, gen_steps = config.generation, None, [], {}
+    if generation is not None:  # personas and teachings feed every generation prompt (as side inputs)
+        from transforms.personas import MakePersonas
+        from transforms.synthesize import SynthesizeFromSchema
+        from transforms.teachings import MakeTeachings
+
+        targets = p | "Databases" >> beam.Create(list(generation.targets))
+        personas = targets | "Personas" >> MakePersonas(generation)
+        taught = (targets, logged) | "Teachings" >> MakeTeachings(generation, config.source_dialect)
+        teachings = taught.teachings
+        gen_notes += [personas.notes, taught.notes]
+        if generation.synthesize:  # new pairs join the logged ones and go through every stage below
+            synthesized = (targets, personas.personas, teachings) | "SynthesizeFromSchema" >> SynthesizeFromSchema(
+                generation)
+            records = gen_steps["synthesize"] = (logged, synthesized.records) | "WithSynthesized" >> beam.Flatten()
+            dead_letters.append(synthesized.dead)
+            gen_notes.append(synthesized.notes)
 
     normalized = records | "NormalizeSql" >> NormalizeSql(config.target_dialect, config.source_dialect)
-    classified = normalized.records | "ClassifyDifficulty" >> ClassifyDifficulty()
+    instantiated = normalized.records | "InstantiateParameters" >> InstantiateParameters(
+        config.database, config.instantiate, timeout_s=config.timeout_s, password_env=config.password_env)
+    classified = instantiated.records | "ClassifyDifficulty" >> ClassifyDifficulty()
     describe = WriteQuestions(config.questions) if config.questions is not None else DescribeQuestions()
     described = classified.records | "DescribeQuestions" >> describe
-    executed = described.records | "ExecuteQueries" >> ExecuteQueries(
+    # templates Instantiate could not fill were checked there already: they skip Execute
+    to_run, settled = described.records | "SplitSettled" >> beam.Partition(
+        lambda record, _: 0 if needs_execution(record) else 1, 2)
+    executed = to_run | "ExecuteQueries" >> ExecuteQueries(
         config.database,
         timeout_s=config.timeout_s,
         max_rows=config.max_rows,
@@ -83,11 +127,51 @@ def build(p: beam.Pipeline, config: JobConfig) -> dict[str, beam.PCollection]:
         password_env=config.password_env,
         skip_reason=config.skip_reason,
     )
-    filtered = executed.records | "FilterPairs" >> FilterPairs(config.filter)
-    pairs = filtered.records | "DedupPairs" >> DedupPairs(config.dedup)
-    for stage in (normalized, classified, described, executed, filtered):
+    ran = (executed.records, settled) | "WithSettled" >> beam.Flatten()
+    filtered = ran | "FilterPairs" >> FilterPairs(config.filter)
+    validated = filtered.records
+    if generation is not None and generation.evolves:
+        # Evolved pairs go through normalize → classify → execute → filter again (a Beam graph cannot loop);
+        # that chain's dead letters are filed under stage "revalidate", the rejecting stage kept in the reason.
+        from transforms.evolve import EvolvePairs
+        from transforms.generation import revalidation_dead_letter
+
+        evolved = (validated, teachings) | "EvolvePairs" >> EvolvePairs(generation)
+        again = evolved.records | "NormalizeEvolved" >> NormalizeSql(config.target_dialect)
+        reclassified = again.records | "ClassifyEvolved" >> ClassifyDifficulty()
+        rerun = reclassified.records | "ExecuteEvolved" >> ExecuteQueries(
+            config.database, timeout_s=config.timeout_s, max_rows=config.max_rows,
+            max_connections=config.max_connections, password_env=config.password_env, skip_reason=config.skip_reason)
+        refiltered = rerun.records | "FilterEvolved" >> FilterPairs(config.filter)
+        revalidated = ((again.dead, reclassified.dead, rerun.dead, refiltered.dead) | "EvolvedDead" >> beam.Flatten()
+                       | "AsRevalidate" >> beam.Map(revalidation_dead_letter))
+        dead_letters += [evolved.dead, revalidated]
+        gen_notes.append(evolved.notes)
+        validated = gen_steps["evolve"] = (validated, refiltered.records) | "WithEvolved" >> beam.Flatten()
+    deduped = pairs = validated | "DedupPairs" >> DedupPairs(config.dedup)
+    if near_dup_applies(config.dedup):  # phrasings of one SQL that say nearly the same thing
+        deduped = pairs = deduped | "MergeNearDuplicates" >> MergeNearDuplicates(config.near_dup_threshold)
+    if generation is not None and generation.consistency:  # after dedup: one blind answer per distinct pair
+        from transforms.consistency import RoundTripConsistency
+
+        checked = (deduped, teachings) | "RoundTripConsistency" >> RoundTripConsistency(generation)
+        pairs = gen_steps["consistency"] = checked.records
+        dead_letters.append(checked.dead)
+    notes = [instantiated[NOTES], *gen_notes]
+    if config.instantiate.max_per_template:
+        capped = pairs | "CapPerTemplate" >> CapPerTemplate(
+            config.instantiate.max_per_template, config.instantiate.weight_by, config.instantiate.seed)
+        pairs = capped.records
+        dead_letters.append(capped.dead)
+        notes.append(capped[NOTES])
+    for stage in (normalized, instantiated, classified, described, executed, filtered):
         dead_letters.append(stage.dead)
     dead = dead_letters | "AllDeadLetters" >> beam.Flatten()
+    if generation is not None:  # lineage counts: the report's per-level and per-technique accept rates
+        from transforms.generation import dead_notes, written_notes
+
+        notes += [dead | "GeneratedDead" >> beam.FlatMap(dead_notes), pairs | "GeneratedWritten" >> beam.FlatMap(
+            written_notes)]
 
     paths = output_paths(config.output)
     pair_line, dead_line = record_to_json, dead_letter_to_json
@@ -96,13 +180,21 @@ def build(p: beam.Pipeline, config: JobConfig) -> dict[str, beam.PCollection]:
     pairs | "WritePairs" >> WriteJsonShards(paths["pairs"], config.num_shards, pair_line, lambda r: r.id)
     dead | "WriteDeadLetters" >> WriteJsonShards(paths["rejects"], config.num_shards, dead_line, dead_letter_sort_key)
     steps = {
-        "read": records,
+        "read": logged,
         "normalize": normalized.records,
+        "instantiate": instantiated.records,
         "classify": classified.records,
         "describe": described.records,
-        "execute": executed.records,
+        "execute": ran,
         "filter": filtered.records,
-        "dedup": pairs,
+        "dedup": deduped,
     }
-    {"steps": steps, "dead": dead, "pairs": pairs} | "Report" >> WriteReport(paths["report"], config.report_options)
+    steps.update(gen_steps)
+    if config.instantiate.max_per_template:
+        steps["sample"] = pairs
+    notes = notes | "AllNotes" >> beam.Flatten()
+    {"steps": steps, "dead": dead, "pairs": pairs, "notes": notes} | "Report" >> WriteReport(
+        paths["report"], config.report_options)
+    if config.training is not None:  # from the final pairs; its samples stay outside the accounting above
+        pairs | "TrainingData" >> WriteTrainingData(config.training)
     return {"pairs": pairs, "dead": dead, **{f"step_{k}": v for k, v in steps.items()}}

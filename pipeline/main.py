@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 import time
 from typing import Any, Optional, Sequence
@@ -49,6 +50,9 @@ def _check_patterns(name: str, value: Optional[str]) -> tuple[str, ...]:
 
     patterns = split_patterns(value)
     for pattern in patterns:
+        if "://" not in pattern and os.path.isdir(pattern):  # else read as one unreadable "file"
+            raise UserError(f"--{name} {pattern!r} is a directory: give a file pattern such as "
+                            f"{os.path.join(pattern, '*')!r}")
         try:
             matched = FileSystems.match([pattern])[0].metadata_list
         except Exception as error:  # noqa: BLE001 - a filesystem error is the user's to fix
@@ -75,17 +79,22 @@ def resolve(values: argparse.Namespace):
     from adapters.db import DatabaseMap, DatabaseUnavailable, open_executor
     from pipeline.graph import JobConfig
     from transforms.filter import FilterSettings, load_predicate, parse_tables
+    from transforms.instantiate import InstantiateSettings
     from transforms.read import ReadSettings
 
     if not values.output:
         raise UserError("--output PREFIX is required (e.g. --output out/pairs)")
     inputs = []
     for kind in ("sql_logs", "chat_history", "seed_pairs"):
+        if kind == "sql_logs" and (values.sql_logs or "").strip() == "pg_stat_statements":
+            inputs.append(("pg_stat_statements", ()))  # the live view: its URL comes from --database below
+            continue
         patterns = _check_patterns(kind, getattr(values, kind))
         if patterns:
             inputs.append((kind, patterns))
-    if not inputs:
-        raise UserError("nothing to read: give --sql_logs, --chat_history and/or --seed_pairs")
+    if not inputs and not values.synthesize_from_schema:
+        raise UserError("nothing to read: give --sql_logs, --chat_history and/or --seed_pairs "
+                        "(or --synthesize_from_schema N with --database)")
     if values.schema:
         _check_patterns("schema", values.schema)
 
@@ -97,6 +106,10 @@ def resolve(values: argparse.Namespace):
         raise UserError("--validate execute needs --database")
     if values.database_password_env and values.database_password_env not in os.environ:
         raise UserError(f"--database_password_env {values.database_password_env}: that variable is not set")
+    view_databases = None
+    if inputs[:1] == [("pg_stat_statements", ())]:
+        view_url, view_databases = _live_view_source(databases, values.database_password_env)
+        inputs[0] = ("pg_stat_statements", (view_url,))
 
     target = _check_dialect("dialect", values.dialect)
     source = _check_dialect("source_dialect", values.source_dialect)
@@ -132,6 +145,15 @@ def resolve(values: argparse.Namespace):
 
     questions = question_settings(values, dialect=source or target,
                                   database=values.database if validate == "execute" else None)
+    from transforms.training import training_settings
+
+    training = training_settings(values, dialect=source or target, output=values.output,
+                                 database=values.database if validate == "execute" else None)
+
+    from transforms.generation import generation_settings
+
+    generation = generation_settings(values, database=values.database if validate == "execute" else None,
+                                     dialect=source or target)
 
     report_options = {spec.name: getattr(values, spec.name) for spec in OPTION_SPECS}
     if report_options.get("database"):
@@ -174,7 +196,34 @@ def resolve(values: argparse.Namespace):
         record_timings=values.record_timings,
         report_options=report_options,
         questions=questions,
+        instantiate=InstantiateSettings(seed=values.seed, instances_per_template=values.instances_per_template,
+                                        weight_by=values.weight_by, max_per_template=values.max_per_template),
+        view_databases=view_databases,
+        training=training,
+        generation=generation,
+        near_dup_threshold=values.near_dup_threshold,
     )
+
+
+def _live_view_source(databases, password_env: Optional[str]) -> tuple[str, Optional[tuple[str, ...]]]:
+    """Where ``--sql_logs pg_stat_statements`` reads the view, and whose statements it keeps.
+
+    One URL: that database's statements. ``db_id=URL`` pairs: the statements of the
+    databases named by the ids (read through the first URL; the view is cluster-wide).
+    """
+    from adapters.db import dialect_for_url
+    from transforms.read_stat_statements import check_view
+
+    if databases is None or databases.template:
+        raise UserError("--sql_logs pg_stat_statements reads the view of --database: give one postgresql:// URL "
+                        "(or db_id=URL pairs naming databases of one server)")
+    urls = databases.known_urls()
+    if any(dialect_for_url(url) != "postgres" for url in urls):
+        raise UserError("--sql_logs pg_stat_statements needs a PostgreSQL --database (postgresql://...)")
+    problem = check_view(urls[0], password_env)
+    if problem:
+        raise UserError(problem)
+    return urls[0], None if databases.default else tuple(db_id for db_id, _ in databases.by_id)
 
 
 def _beam_args(rest: Sequence[str]) -> list[str]:
@@ -219,7 +268,12 @@ def run(argv: Sequence[str], prog: str = "sqlpairs run") -> int:
     from pipeline.graph import build, output_paths
     from transforms.report import AccountingError, format_stage_table
 
-    beam_options = PipelineOptions(_beam_args(rest))
+    beam_args = _beam_args(rest)
+    if config.questions is not None and not any(a.startswith("--direct_running_mode") for a in rest):
+        # Model calls wait on the network: with several bundle threads sharing one client,
+        # the next batch's requests go out while the last batch's replies are applied.
+        beam_args += ["--direct_running_mode=multi_threading", "--direct_num_workers=4"]
+    beam_options = PipelineOptions(beam_args)
     try:
         beam_options.view_as(SqlPairsOptions)
     except SystemExit:
@@ -227,18 +281,17 @@ def run(argv: Sequence[str], prog: str = "sqlpairs run") -> int:
     started = time.monotonic()
     pipeline = beam.Pipeline(options=beam_options)
     build(pipeline, config)
-    result = pipeline.run()
-    runner = beam_options.get_all_options().get("runner") or ""
-    if "Dataflow" in str(runner) and not parse_bool(os.environ.get("SQLPAIRS_WAIT", "false")):
-        LOG.info("submitted to Dataflow; not waiting for the job")
-        return 0
     try:
+        # FnApiRunner runs the whole job inside run(); Dataflow fails in wait_until_finish.
+        result = pipeline.run()
+        runner = beam_options.get_all_options().get("runner") or ""
+        if "Dataflow" in str(runner) and not parse_bool(os.environ.get("SQLPAIRS_WAIT", "false")):
+            LOG.info("submitted to Dataflow; not waiting for the job")
+            return 0
         result.wait_until_finish()
-    except AccountingError:
-        raise
     except Exception as error:
-        if "accounting check failed" in str(error):
-            print(f"sqlpairs: {error}", file=sys.stderr)
+        if isinstance(error, AccountingError) or _ACCOUNTING_FAILED in str(error):
+            print(f"sqlpairs: error: {_accounting_message(error)}", file=sys.stderr)
             return 1
         raise
     elapsed = time.monotonic() - started
@@ -248,6 +301,14 @@ def run(argv: Sequence[str], prog: str = "sqlpairs run") -> int:
         from transforms.questions import llm_usage
 
         llm = llm_usage(result, config.questions)
+    elif config.generation is not None:  # --llm rules with a --consistency_llm model
+        from transforms.questions import QuestionSettings, llm_usage
+
+        llm = llm_usage(result, QuestionSettings(llm=config.generation.consistency_llm or config.generation.llm))
+    if config.training is not None and config.training.preference is not None:
+        from transforms.preference import weak_llm_usage
+
+        llm = weak_llm_usage(result, config.training.preference, llm)
     report = _finish_report(report_path, elapsed, llm=llm)
     if llm is not None:
         from transforms.questions import format_usage
@@ -255,14 +316,44 @@ def run(argv: Sequence[str], prog: str = "sqlpairs run") -> int:
         print(format_usage(llm), file=sys.stderr)
     if report is not None:
         print(format_stage_table(report), file=sys.stderr)
+        if report.get("generated"):
+            from transforms.report import format_generated
+
+            rates = format_generated(report)
+            if rates:
+                print(rates, file=sys.stderr)
         accounting = report["accounting"]
         print(
             f"sqlpairs: {accounting['pairs_written']} pairs, {accounting['dead_letters']} dead letters, "
             f"{accounting['merged_duplicates']} duplicates merged from {accounting['records_read']} records "
-            f"in {elapsed:.1f} s -> {config.output}-*",
+            + (f"+ {accounting['records_added']} created " if accounting.get("records_added") else "")
+            + f"in {elapsed:.1f} s -> {config.output}-*",
             file=sys.stderr,
         )
     return 0
+
+
+_ACCOUNTING_FAILED = "accounting check failed"
+
+
+def _accounting_message(error: BaseException) -> str:
+    """The accounting failure and its stage table, without the runner's wrapping.
+
+    Beam re-raises a DoFn's exception with `` [while running 'Step']`` appended (and
+    remote runners wrap it in their own text); the user needs the problems and the table.
+    """
+    text = str(error)
+    start = text.find(_ACCOUNTING_FAILED)
+    text = text[start:] if start >= 0 else text
+    return re.sub(r" \[while running '[^']*'\]", "", text).rstrip()
+
+
+class _QuietAccountingFailure(logging.Filter):
+    """Beam logs a DoFn's exception with its traceback before re-raising it; an accounting
+    failure is reported once instead, by ``run``, as a message with the stage table."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return _ACCOUNTING_FAILED not in record.getMessage()
 
 
 def _finish_report(path: str, elapsed_s: float, llm: Optional[dict[str, Any]] = None) -> Optional[dict[str, Any]]:
@@ -280,6 +371,9 @@ def _finish_report(path: str, elapsed_s: float, llm: Optional[dict[str, Any]] = 
     report["elapsed_s"] = round(elapsed_s, 3)
     if llm is not None:
         report["llm"] = llm
+    from transforms.report_html import write_report_pages
+
+    write_report_pages(path, report)  # adds the training report; writes PREFIX-report.html and the dataset card
     write_text_file(path, json.dumps(report, indent=2) + "\n")
     return report
 
@@ -291,6 +385,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # sqlglot warns on every statement it can only keep as an opaque Command; those
     # statements are dead letters with a reason already, so the warnings are noise.
     logging.getLogger("sqlglot").setLevel(logging.ERROR)
+    beam_errors = logging.getLogger("apache_beam.runners.common")
+    if not any(isinstance(f, _QuietAccountingFailure) for f in beam_errors.filters):
+        beam_errors.addFilter(_QuietAccountingFailure())
     top = argparse.ArgumentParser(
         prog="sqlpairs",
         description=_DESCRIPTION,

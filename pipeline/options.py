@@ -19,7 +19,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 DIFFICULTIES = ("easy", "medium", "hard", "extra")
 DEDUP_STRATEGIES = ("sql-only", "exact", "question-only", "template", "none")
 VALIDATE_MODES = ("execute", "parse", "none")
-SQL_LOG_FORMATS = ("auto", "sql", "jsonl", "json", "csv", "parquet", "pg_csvlog", "defog")
+SQL_LOG_FORMATS = ("auto", "sql", "jsonl", "json", "csv", "parquet", "pg_csvlog", "defog", "pg_stat_statements")
+WEIGHTS = ("none", "frequency")
 LLM_BACKENDS = ("rules", "gemini", "openai")
 
 
@@ -63,6 +64,13 @@ def _non_negative_float(value: str) -> float:
     return number
 
 
+def _fraction(value: str) -> float:
+    number = float(value)
+    if not 0 < number <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {value}")
+    return number
+
+
 def _context_mode(value: str) -> str:
     if value in ("none", "full", "last", "segmented") or (value.startswith("window:") and value[7:].isdigit()):
         return value
@@ -86,7 +94,9 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
     # --- inputs -------------------------------------------------------------------
     OptionSpec("sql_logs", "SQL logs to read: a glob or comma-separated globs of .sql (statements split "
                "with sqlglot's tokenizer), .jsonl/.json, .csv or .parquet files, or PostgreSQL csvlog "
-               "files with --sql_logs_format pg_csvlog. Any Beam filesystem path (gs:// too).",
+               "files with --sql_logs_format pg_csvlog, or exports of pg_stat_statements (CSV/JSONL with "
+               "query, calls, ...; --sql_logs_format pg_stat_statements). Any Beam filesystem path (gs:// too). "
+               "The word pg_stat_statements reads that view live from --database (a PostgreSQL URL).",
                "SQL log files"),
     OptionSpec("sql_logs_format", "Format of --sql_logs files; 'auto' picks by file extension.",
                "SQL log format", default="auto", choices=SQL_LOG_FORMATS),
@@ -116,6 +126,19 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                "Seed pair files"),
     OptionSpec("schema", "DDL files describing the database (a glob, parsed with sqlglot). Without it the "
                "schema is introspected from --database when one is given.", "Schema DDL files"),
+    # --- parameterized logs -------------------------------------------------------------
+    OptionSpec("seed", "Seed of every sampled choice (placeholder values, which pairs a template keeps): "
+               "the same input, options and seed give the same output.", "Random seed", default=0, type=int,
+               regex="^-?[0-9]+$"),
+    OptionSpec("instances_per_template", "Queries made from each logged template with placeholders ($1, ?, "
+               ":name, @var, ##Name##), each filled with real values sampled from --database.",
+               "Instances per template", default=1, type=_positive_int, regex="^[1-9][0-9]*$"),
+    OptionSpec("weight_by", "'frequency' gives often-run templates more instances (k x frequency / mean "
+               "frequency) and prefers frequent pairs when --max_per_template cuts a template down.",
+               "Weight by", default="none", choices=WEIGHTS),
+    OptionSpec("max_per_template", "Keep at most this many distinct pairs per query template (same SQL with "
+               "literals and placeholders masked), chosen by seeded sampling.", "Maximum pairs per template",
+               type=_positive_int, regex="^[1-9][0-9]*$"),
     # --- databases ------------------------------------------------------------------
     OptionSpec("database", "Database(s) to validate against: a URL (sqlite:///path.db, duckdb:///path.duckdb, "
                "postgresql://user@host:port/db, mysql://user@host:port/db), or db_id=URL pairs separated by "
@@ -182,6 +205,52 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                "formal, colloquial, imperative, interrogative, descriptive, concise, vague, metaphorical, "
                "conversational, or 'all'. Default: none (plain questions).", "Question styles",
                regex="^(all|[a-z]+(,[a-z]+)*)$"),
+    # --- synthesis and evolution (need a model: --llm gemini|openai, and --database) -------
+    OptionSpec("personas", "Personas generated per database from its schema ({role, perspective, styles}); "
+               "synthesized questions are written in their voices. Written to PREFIX-personas.json, which you "
+               "can edit and pass back with --personas_file.", "Personas", default=0, type=_non_negative_int,
+               regex="^[0-9]+$"),
+    OptionSpec("personas_file", "JSON personas to use instead of generating them: a list of {role, perspective, "
+               "styles} (styles: 1 to 3 of the nine question styles; an optional db_id limits one to a database).",
+               "Personas file"),
+    OptionSpec("teachings", "JSON teachings (glossary terms, hints, guardrails) included in every generation "
+               "prompt. Without it they are built from the schema, the logs' most frequent join/filter/aggregation "
+               "patterns and the model, and written to PREFIX-teachings.json for you to edit and pass back.",
+               "Teachings file"),
+    OptionSpec("synthesize_from_schema", "New pairs written by the model from the schema: this many per persona x "
+               "complexity level (simple, moderate, complex, highly complex) x curriculum concept (date functions, "
+               "window functions, CTEs, ratios, NULL handling, string functions, ...). Every SQL is executed.",
+               "Pairs per persona, level and concept", default=0, type=_non_negative_int, regex="^[0-9]+$"),
+    OptionSpec("max_repairs", "Times a synthesized or evolved SQL that fails on the database goes back to the "
+               "model with the error before it becomes a dead letter.", "SQL repair attempts", default=2,
+               type=_non_negative_int, regex="^[0-9]+$"),
+    OptionSpec("breadth", "Paraphrases per validated pair (Evol-Instruct in breadth): same SQL, questions in "
+               "different styles; originals are kept. Needs --dedup exact.", "Paraphrases per pair", default=0,
+               type=_non_negative_int, regex="^[0-9]+$"),
+    OptionSpec("depth", "Harder pairs per validated pair (Evol-Instruct in depth): the model rewrites question "
+               "and SQL with one of --depth_techniques; the new SQL must execute.", "Harder pairs per pair",
+               default=0, type=_non_negative_int, regex="^[0-9]+$"),
+    OptionSpec("depth_techniques", "Comma-separated in-depth techniques, spread over each pair's --depth "
+               "rewrites: add-aggregation, add-filter, add-join, add-reasoning, hypothetical, add-window, "
+               "add-cte, or 'all'.", "Depth techniques", default="all", regex="^(all|[a-z-]+(,[a-z-]+)*)$"),
+    OptionSpec("consistency", "Round-trip check of every final pair: a model (--consistency_llm*) writes SQL for "
+               "the question without seeing the pair's SQL; both run; the pair is kept only if the results "
+               "match. The verdict and the model's SQL are recorded in extra.", "Round-trip consistency",
+               default=False, type=parse_bool, flag=True),
+    OptionSpec("consistency_llm", "Backend of the round-trip model (default: --llm). A different backend does "
+               "not inherit --llm_model, --llm_endpoint or --llm_api_key_env.", "Consistency model backend",
+               choices=LLM_BACKENDS),
+    OptionSpec("consistency_llm_model", "Round-trip model name (default: --llm_model for the same backend, else "
+               "the backend's default).", "Consistency model"),
+    OptionSpec("consistency_llm_endpoint", "Base URL of the round-trip model's API (default: --llm_endpoint for "
+               "the same backend).", "Consistency model endpoint"),
+    OptionSpec("consistency_llm_api_key_env", "Name of an environment variable holding the round-trip model's "
+               "API key (default: --llm_api_key_env for the same backend).",
+               "Consistency API key environment variable", regex="^[A-Za-z_][A-Za-z0-9_]*$"),
+    OptionSpec("near_dup_threshold", "With --dedup exact or question-only: questions of one SQL whose word "
+               "shingles have an estimated (MinHash) Jaccard similarity of at least this are merged as "
+               "duplicates.", "Near-duplicate threshold", default=0.8, type=_fraction,
+               regex="^(0?[.][0-9]+|1([.]0+)?)$"),
     # --- filtering and dedup ----------------------------------------------------------
     OptionSpec("dedup", "Duplicate merging: sql-only (same database and normalized SQL), exact (same "
                "question too), question-only, template (same SQL with literals masked), none.",
@@ -200,6 +269,59 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("filter", "A custom predicate package.module:function taking a record and returning True "
                "to keep it (the module must be importable on the workers).", "Custom filter",
                regex="^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$"),
+    # --- preference data and training exports ------------------------------------------
+    OptionSpec("preference", "Build DPO preference pairs the SENSE way: a weak model (--weak_llm) writes --samples "
+               "SQL queries per final pair; each is executed and labelled correct, wrong_result, exec_error, "
+               "timeout or unparseable against the gold result; correct vs incorrect samples become "
+               "PREFIX-dpo-*.jsonl {prompt, chosen, rejected, meta}. Needs --database.", "Preference pairs",
+               default=False, type=parse_bool, flag=True),
+    OptionSpec("samples", "SQL queries sampled from the weak model per question (--preference).",
+               "Samples per question", default=4, type=_positive_int, regex="^[1-9][0-9]*$"),
+    OptionSpec("weak_llm", "The weak model of --preference: 'openai' (any OpenAI-compatible endpoint: a local "
+               "llama.cpp/vLLM/Ollama server with --weak_llm_endpoint) or 'gemini'. Retries, timeouts, "
+               "concurrency, rate and cache follow the --llm_* options.", "Weak model backend",
+               choices=("openai", "gemini")),
+    OptionSpec("weak_llm_model", "Weak model name (default: gemini-2.5-flash for gemini, gpt-4o-mini for openai).",
+               "Weak model"),
+    OptionSpec("weak_llm_endpoint", "Base URL of the weak model's API (http://127.0.0.1:8080/v1 for a local "
+               "server).", "Weak model endpoint"),
+    OptionSpec("weak_llm_project", "Google Cloud project for a Gemini weak model on Vertex AI.",
+               "Weak model Vertex AI project"),
+    OptionSpec("weak_llm_location", "Vertex AI location of a Gemini weak model (default: us-central1).",
+               "Weak model Vertex AI location"),
+    OptionSpec("weak_llm_api_key_env", "Name of an environment variable holding the weak model's API key (read "
+               "on the workers; local servers need none).", "Weak model API key environment variable",
+               regex="^[A-Za-z_][A-Za-z0-9_]*$"),
+    OptionSpec("weak_temperature", "Sampling temperature of the weak model: high enough for its samples to "
+               "differ, so its mistakes show.", "Weak model temperature", default=0.8, type=_non_negative_float),
+    OptionSpec("weak_llm_price_in", "Price in USD per million input tokens of the weak model (report only).",
+               "Weak model input price (USD/1M)", default=0.0, type=_non_negative_float),
+    OptionSpec("weak_llm_price_out", "Price in USD per million output tokens of the weak model (report only).",
+               "Weak model output price (USD/1M)", default=0.0, type=_non_negative_float),
+    OptionSpec("dpo_neg_filter", "Which incorrect samples may be rejected answers: all, exec_error (did not "
+               "run: error, timeout, unparseable) or wrong_result (ran, wrong rows).", "DPO negative filter",
+               default="all", choices=("all", "exec_error", "wrong_result")),
+    OptionSpec("dpo_neg_limit", "Negatives (= pairs) per question, the first by sample index; 0 keeps all. "
+               "SENSE's released data used 1.", "DPO negatives per question", default=1,
+               type=_non_negative_int, regex="^[0-9]+$"),
+    OptionSpec("dpo_keep_gold", "Also use the gold SQL as a chosen answer (first), so questions the weak model "
+               "never got right still give pairs.", "Keep gold as chosen", default=False, type=parse_bool,
+               flag=True),
+    OptionSpec("dpo_dedup", "Drop negatives (and positives) whose normalized SQL repeats an earlier one "
+               "(SENSE's default; --dpo_dedup=false keeps repeats).", "Deduplicate DPO answers",
+               default=True, type=parse_bool, flag=True),
+    OptionSpec("format", "Comma-separated output formats: pairs (the records, always written), sft-chat "
+               "({messages: [system: DDL of the referenced tables, user: question, assistant: SQL]}), "
+               "prompt-completion (prompt and SQL apart, for completion-only loss), dpo (with --preference), "
+               "and parquet (a Parquet copy of every set listed).", "Output formats", default="pairs",
+               regex="^[a-z-]+(,[a-z-]+)*$"),
+    OptionSpec("stage_by", "Also write one shard set per level for staged training, easiest first "
+               "(PREFIX-easy-*, PREFIX-sft-chat-hard-*, ...).", "Stage by", choices=("difficulty",)),
+    OptionSpec("sft_sample_rows", "Sample rows per table shown (as comments) under the DDL in sft-chat, "
+               "prompt-completion and DPO prompts; read from --database.", "Sample rows in prompts",
+               default=0, type=_non_negative_int, regex="^[0-9]+$"),
+    OptionSpec("input_licenses", "Licenses of the inputs, as free text for the dataset card (e.g. 'query logs: "
+               "internal; Chinook: MIT').", "Input licenses"),
     # --- output ------------------------------------------------------------------------
     OptionSpec("output", "Output prefix: PREFIX-00000-of-0000N.jsonl (pairs), "
                "PREFIX-rejects-00000-of-0000N.jsonl (dead letters) and PREFIX-report.json.",

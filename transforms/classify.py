@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Iterator
 
 import apache_beam as beam
@@ -13,12 +14,21 @@ from transforms.concepts import concept_tags
 from transforms.hardness import spider_hardness
 
 
+@functools.lru_cache(maxsize=4096)
+def classify_sql(normalized_sql: str, dialect: str) -> tuple[str, tuple[str, ...]]:
+    """Difficulty and concept tags of a normalized query, remembered for repeats.
+
+    Both depend on the normalized SQL alone, and logs repeat queries, so each
+    distinct query is classified once per worker.
+    """
+    tree = trees.tree_for(normalized_sql, dialect)
+    return spider_hardness(tree), tuple(concept_tags(tree))
+
+
 class _ClassifyFn(beam.DoFn):
     def process(self, record: Record) -> Iterator:
         try:
-            tree = trees.tree_for(record.normalized_sql, record.dialect)
-            difficulty = spider_hardness(tree)
-            concepts = concept_tags(tree)
+            difficulty, concepts = classify_sql(record.normalized_sql, record.dialect or "")
         except Exception as error:  # noqa: BLE001 - one odd tree must not kill the run
             yield reject("classify", "internal_error", f"{type(error).__name__}: {str(error)[:300]}", record)
             return

@@ -14,25 +14,23 @@ executor runs it in a read-only session with a time limit enforced by the databa
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import logging
 import os
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Iterable, Iterator, Optional
 
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.shared import Shared
 from apache_beam.utils.windowed_value import WindowedValue
+from sqlglot.dialects.dialect import Dialect
+from sqlglot.tokens import TokenType
 
 from adapters.db import DatabaseMap, DatabaseUnavailable, Executor, open_executor, redact
 from pipeline.record import Execution, Record
-from transforms import trees
 from transforms.common import DEAD, count, reject
-from transforms.equivalence import has_top_level_order_by
-from transforms.safety import refusal_reason
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -53,6 +51,21 @@ class ExecutorSet:
         self.settings = settings
         self._executors: dict[str, Executor] = {}
         self._lock = threading.Lock()
+        self._users = 0
+
+    def retain(self) -> "ExecutorSet":
+        """Count one more DoFn instance using this set (``Shared`` hands the same set to all)."""
+        with self._lock:
+            self._users += 1
+        return self
+
+    def release(self) -> None:
+        """The last user to let go closes the pools, so connections never outlive the stage."""
+        with self._lock:
+            self._users -= 1
+            last = self._users <= 0
+        if last:
+            self.close()
 
     def get(self, url: str) -> Executor:
         with self._lock:
@@ -74,13 +87,33 @@ class ExecutorSet:
 _SHARED_EXECUTORS = Shared()
 
 
+def top_level_order_by(sql: str, dialect: Optional[str]) -> bool:
+    """Whether the outermost query has an ORDER BY, from tokens alone (no parse).
+
+    Only then does row order matter for the result hash. Parentheses hide ORDER BY
+    clauses of subqueries, CTEs and window specifications.
+
+    >>> top_level_order_by("SELECT a FROM (SELECT a FROM t ORDER BY a) AS s", "postgres")
+    False
+    >>> top_level_order_by("WITH c AS (SELECT 1 AS a) SELECT a FROM c ORDER BY a", "postgres")
+    True
+    """
+    depth = 0
+    for token in Dialect.get_or_raise(dialect or None).tokenize(sql):
+        kind = token.token_type
+        if kind == TokenType.L_PAREN:
+            depth += 1
+        elif kind == TokenType.R_PAREN:
+            depth -= 1
+        elif depth == 0 and kind == TokenType.ORDER_BY:
+            return True
+    return False
+
+
 def run_query(executor: Executor, sql: str, dialect: Optional[str]) -> Execution:
-    """Check the query once more and run it; a refusal becomes ``status: refused``."""
-    tree = trees.tree_for(sql, dialect)
-    reason = refusal_reason([tree])
-    if reason:
-        return Execution(status="refused", error=reason)
-    return executor.execute(sql, ordered=has_top_level_order_by(tree))
+    """Run one normalized query (Normalize already refused anything but one read-only query;
+    the executor's read-only session is the second, independent defence)."""
+    return executor.execute(sql, ordered=top_level_order_by(sql, dialect))
 
 
 class _ExecuteGroupsFn(beam.DoFn):
@@ -94,18 +127,25 @@ class _ExecuteGroupsFn(beam.DoFn):
     def setup(self) -> None:
         settings = dict(self.settings, max_connections=self.max_connections)
         tag = "executors:" + hashlib.sha256(repr((self.database, sorted(settings.items()))).encode()).hexdigest()
-        self._executors = _SHARED_EXECUTORS.acquire(lambda: ExecutorSet(settings), tag=tag)
+        self._executors = _SHARED_EXECUTORS.acquire(lambda: ExecutorSet(settings), tag=tag).retain()
         self._databases = DatabaseMap.parse(self.database)
         self._pool = ThreadPoolExecutor(self.max_connections, thread_name_prefix="sqlpairs-execute")
 
     def start_bundle(self) -> None:
-        self._pending: collections.deque[tuple[Future, Iterable[Record]]] = collections.deque()
+        self._pending: dict[Future, Iterable[Record]] = {}
 
     def _submit(self, url: str, records: Iterable[Record]) -> None:
         first = next(iter(records))
         executor = self._executors.get(url)
         future = self._pool.submit(run_query, executor, first.normalized_sql, first.dialect)
-        self._pending.append((future, records))
+        self._pending[future] = records
+
+    def _drain(self, keep: int) -> Iterator:
+        """Emit finished groups, whichever finish first, until at most ``keep`` are pending."""
+        while len(self._pending) > keep:
+            done, _ = wait(self._pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield from self._finish(future, self._pending.pop(future))
 
     def _finish(self, future: Future, records: Iterable[Record]) -> Iterator:
         try:
@@ -133,23 +173,23 @@ class _ExecuteGroupsFn(beam.DoFn):
                 yield reject("execute", "no_database", f"no --database entry serves db_id {record.db_id!r}", record)
             return
         self._submit(url, records)
-        while len(self._pending) >= self.max_connections:
-            yield from self._finish(*self._pending.popleft())
+        # Twice the pool size stays queued, so a slow query never leaves a connection idle.
+        yield from self._drain(keep=2 * self.max_connections - 1)
 
     def finish_bundle(self) -> Iterator:
-        while self._pending:
-            for output in self._finish(*self._pending.popleft()):
-                if isinstance(output, beam.pvalue.TaggedOutput):
-                    yield beam.pvalue.TaggedOutput(
-                        output.tag, WindowedValue(output.value, 0, [GlobalWindow()])
-                    )
-                else:
-                    yield WindowedValue(output, 0, [GlobalWindow()])
+        for output in self._drain(keep=0):
+            if isinstance(output, beam.pvalue.TaggedOutput):
+                yield beam.pvalue.TaggedOutput(output.tag, WindowedValue(output.value, 0, [GlobalWindow()]))
+            else:
+                yield WindowedValue(output, 0, [GlobalWindow()])
 
     def teardown(self) -> None:
         pool = getattr(self, "_pool", None)
         if pool is not None:
             pool.shutdown(wait=True)
+        executors = getattr(self, "_executors", None)
+        if executors is not None:
+            executors.release()
 
 
 class _MarkSkippedFn(beam.DoFn):

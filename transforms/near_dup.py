@@ -79,8 +79,8 @@ def similarity(a: str, b: str) -> float:
 
 
 def _order(record: Record) -> tuple:
-    ran_ok, given, rid = preference(record)
-    return (ran_ok, given, 1 if record.source == "evolved" else 0, rid)
+    ran_ok, given, *identity = preference(record)
+    return (ran_ok, given, 1 if record.source == "evolved" else 0, *identity)
 
 
 def merge_near_duplicates(records: Iterable[Record], threshold: float = DEFAULT_THRESHOLD) -> list[Record]:

@@ -2,7 +2,8 @@
 
 ``normalized_sql`` is the canonical one-line SQL in the target dialect: comments
 dropped, whitespace normalized (as SQLCoder 2 does for training labels), keywords
-upper-cased, unquoted identifiers case-normalized by the source dialect's rules —
+upper-cased, unquoted identifiers case-normalized by the source dialect's rules (then
+the target's) —
 and string literals left exactly as written ('Italy' and 'italy' are different
 queries). ``sql_fingerprint`` hashes it; ``template_fingerprint`` hashes it with
 literals masked; ``tables`` lists referenced tables (CTE names excluded).
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 from typing import Iterator, NamedTuple, Optional
 
 import apache_beam as beam
@@ -22,8 +24,8 @@ from sqlglot.errors import ErrorLevel, ParseError, TokenError, UnsupportedError
 from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
 from sqlglot.tokens import TokenType
 
-from pipeline.record import Record
-from transforms import trees
+from pipeline.record import Parameter, Record
+from transforms import placeholders, trees
 from transforms.common import DEAD, count, reject
 from transforms.safety import refusal_reason
 
@@ -41,6 +43,9 @@ _LITERAL_TOKENS = frozenset(
 )
 
 
+_CONTROL_CHARACTER = re.compile(r"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 class SqlRejected(Exception):
     """A query that cannot become a training pair: which stage refused it and why."""
 
@@ -55,6 +60,7 @@ class Normalized(NamedTuple):
     sql_fingerprint: str
     template_fingerprint: str
     tables: tuple[str, ...]
+    parameters: tuple[Parameter, ...] = ()  # placeholders ($1, ?, :name, @var, ##Name##)
 
 
 def fingerprint(text: str) -> str:
@@ -102,8 +108,14 @@ def normalize_sql(sql: str, source_dialect: str, target_dialect: str) -> Normali
         raise SqlRejected("parse", "empty_sql", "the SQL text is empty")
     if "\x00" in sql:
         raise SqlRejected("parse", "nul_byte", "the SQL text contains a NUL byte")
+    control = _CONTROL_CHARACTER.search(sql)
+    if control:
+        # escape codes and other C0 controls are never SQL: tokenizers disagree on them
+        raise SqlRejected("parse", "control_character", f"the SQL text contains {control.group()!r}")
     try:
-        statements = sqlglot.parse(sql, read=source_dialect)
+        # sqlglot.parse, plus placeholders and T-SQL DECLARE headers (transforms.placeholders)
+        parsed = placeholders.parse_templated(sql, source_dialect)
+        statements = parsed.statements
     except (ParseError, TokenError) as error:
         raise SqlRejected("parse", "unparseable", f"{source_dialect}: {str(error)[:500]}") from None
     except RecursionError:
@@ -111,25 +123,36 @@ def normalize_sql(sql: str, source_dialect: str, target_dialect: str) -> Normali
     reason = refusal_reason(statements)
     if reason:
         raise SqlRejected("safety", reason.split(":", 1)[0], reason)
-    tree = statements[0]
+    tree = next(s for s in statements if s is not None)  # `;SELECT 1` parses as [None, Select]
     try:
         tree = normalize_identifiers(tree, dialect=source_dialect)
+        if target_dialect != source_dialect:
+            # then by the target's rules, so the output is already in the target's canonical
+            # case (Snowflake's NAME is PostgreSQL's name): normalizing it again changes nothing
+            tree = normalize_identifiers(tree, dialect=target_dialect)
         level = ErrorLevel.IGNORE if source_dialect == target_dialect else ErrorLevel.RAISE
-        # copy=False: the tree is ours alone (just parsed), so the generator may
-        # rewrite it in place; it then describes the target-dialect SQL exactly.
-        normalized = tree.sql(dialect=target_dialect, comments=False, unsupported_level=level, copy=False)
+        # The generator copies the tree first: its dialect transforms rewrite in place
+        # (T-SQL TOP, for one) and the tree is read again by Classify and Describe.
+        normalized = tree.sql(dialect=target_dialect, comments=False, unsupported_level=level)
     except UnsupportedError as error:
         raise SqlRejected(
             "normalize", "untranspilable", f"{source_dialect} -> {target_dialect}: {str(error)[:500]}"
         ) from None
     except RecursionError:
         raise SqlRejected("parse", "too_deeply_nested", "the SQL nests deeper than the generator allows") from None
+    template = normalized
+    if parsed.parameters:  # mask placeholders like literals: `id = $1` shares the template of `id = 5`
+        # from the printed SQL, not `tree`: printing may have rewritten the tree in place (T-SQL TOP)
+        printed = sqlglot.parse_one(normalized, read=target_dialect)
+        masked = placeholders.mask_parameters(printed, [p.name for p in parsed.parameters])
+        template = masked.sql(dialect=target_dialect, comments=False, unsupported_level=ErrorLevel.IGNORE)
     return Normalized(
         tree=tree,
         sql=normalized,
         sql_fingerprint=fingerprint(normalized),
-        template_fingerprint=fingerprint(template_of(normalized, target_dialect)),
+        template_fingerprint=fingerprint(template_of(template, target_dialect)),
         tables=referenced_tables(tree),
+        parameters=parsed.parameters,
     )
 
 
@@ -169,6 +192,7 @@ class _NormalizeFn(beam.DoFn):
             sql_fingerprint=result.sql_fingerprint,
             template_fingerprint=result.template_fingerprint,
             tables=result.tables,
+            parameters=result.parameters or record.parameters,
         )
 
 

@@ -24,6 +24,7 @@ from transforms.formats.defog import parse_defog_csv
 from transforms.formats.jsonl import parse_json_records
 from transforms.formats.parquet_file import parse_parquet
 from transforms.formats.pg_csvlog import parse_pg_csvlog
+from transforms.formats.pg_stat_statements import frequency_of, looks_like_pg_stat_statements, parse_pg_stat_statements
 from transforms.formats.sql_file import parse_sql_file
 
 #: Kinds of input and the source label their records get.
@@ -84,12 +85,16 @@ def parse_file(stream: Any, path: str, kind: str, settings: ReadSettings) -> Ite
                                   include_failures=settings.include_failures, context=settings.context)
     if fmt == "sql":
         return parse_sql_file(stream, path, dialect=settings.dialect)
+    if fmt == "pg_stat_statements":
+        return parse_pg_stat_statements(stream, path, db_id_field=settings.db_id_field)
     if fmt in ("jsonl", "json"):
         return parse_json_records(stream, path, **fields)
     if fmt == "csv" or fmt == "defog":
         buffered = io.BufferedReader(stream) if not hasattr(stream, "peek") else stream
         if fmt == "defog" or (kind == "seed_pairs" and _looks_like_defog(buffered)):
             return parse_defog_csv(buffered, path)
+        if kind == "sql_logs" and settings.sql_field == "sql" and looks_like_pg_stat_statements(buffered.peek(4096)):
+            return parse_pg_stat_statements(buffered, path, db_id_field=settings.db_id_field)
         return parse_csv(buffered, path, **fields)
     if fmt == "parquet":
         return parse_parquet(stream, path, **fields)
@@ -126,6 +131,7 @@ class _ParseFilesFn(beam.DoFn):
                         db_id=item.db_id,
                         source=item.source,
                         origin=item.origin,
+                        frequency=frequency_of(item.extra),
                         extra=item.extra,
                     )
         except Exception as error:  # noqa: BLE001 - an unreadable file is a dead letter, not a crash

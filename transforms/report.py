@@ -21,13 +21,22 @@ from transforms.write import write_text_file
 #: Pipeline steps in order, with the dead-letter stages each one owns.
 STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("read", ("read",)),
+    ("synthesize", ("synthesize",)),  # adds pairs written from the schema (--synthesize_from_schema)
     ("normalize", ("parse", "safety", "normalize")),
+    ("instantiate", ("instantiate",)),
     ("classify", ("classify",)),
-    ("describe", ("describe",)),
+    ("describe", ("describe", "llm")),
     ("execute", ("execute",)),
     ("filter", ("filter",)),
+    ("evolve", ("evolve", "revalidate")),  # adds evolved pairs (--depth, --breadth), re-validated
     ("dedup", ("dedup",)),
+    ("consistency", ("consistency",)),  # the round-trip check (--consistency)
+    ("sample", ("sample",)),
 )
+
+
+#: Steps that appear in the funnel only when they ran (the generators).
+OPTIONAL_STEPS = frozenset({"synthesize", "evolve", "consistency"})
 
 
 class AccountingError(RuntimeError):
@@ -54,15 +63,20 @@ def build_report(counts: Mapping[str, int], options: Mapping[str, object]) -> di
     problems = []
     for step, owned in STEPS:
         out = counts.get(f"out:{step}")
+        if out is None and step in OPTIONAL_STEPS:  # a generator that was not asked for: no row
+            continue
         if out is None:  # a step that did not run passes everything through
             out = previous
         rejected = sum(dead_by_stage[s] for s in owned)
-        merged = previous - out - rejected if step == "dedup" else 0
+        added = counts.get(f"added:{step}", 0)  # records a step made (instances of a template)
+        merged = previous + added - out - rejected if step == "dedup" else 0
         row = {"stage": step, "in": previous, "out": out, "rejected": rejected}
+        if added:
+            row["added"] = added
         if step == "dedup":
             row["merged"] = merged
-        if previous != out + rejected + merged or merged < 0:
-            problems.append(f"{step}: in {previous} != out {out} + rejected {rejected} + merged {merged}")
+        if previous + added != out + rejected + merged or merged < 0:
+            problems.append(f"{step}: in {previous} + added {added} != out {out} + rejected {rejected} + merged {merged}")
         stages.append(row)
         previous = out
     written = counts.get("out:written", previous)
@@ -71,19 +85,24 @@ def build_report(counts: Mapping[str, int], options: Mapping[str, object]) -> di
     known = {s for _, owned in STEPS for s in owned}
     for stage in sorted(set(dead_by_stage) - known):
         problems.append(f"dead letters from unknown stage {stage!r}")
-    if read_in != written + dead_total + merged_total:
+    added_total = sum(row.get("added", 0) for row in stages)
+    if read_in + added_total != written + dead_total + merged_total:
         problems.append(
-            f"records read {read_in} != pairs written {written} + dead letters {dead_total} + merged {merged_total}"
+            f"records read {read_in} + added {added_total} != pairs written {written} + dead letters {dead_total}"
+            f" + merged {merged_total}"
         )
+    accounting = {
+        "records_read": read_in,
+        "pairs_written": written,
+        "dead_letters": dead_total,
+        "merged_duplicates": merged_total,
+        "problems": problems,
+    }
+    if added_total:
+        accounting["records_added"] = added_total
     return {
         "ok": not problems,
-        "accounting": {
-            "records_read": read_in,
-            "pairs_written": written,
-            "dead_letters": dead_total,
-            "merged_duplicates": merged_total,
-            "problems": problems,
-        },
+        "accounting": accounting,
         "stages": stages,
         "rejections": reasons,
         "difficulty": _histogram(counts, "pairs:difficulty:"),
@@ -91,16 +110,71 @@ def build_report(counts: Mapping[str, int], options: Mapping[str, object]) -> di
         "execution": _histogram(counts, "pairs:execution:"),
         "sources": _histogram(counts, "pairs:source:"),
         "question_sources": _histogram(counts, "pairs:question_source:"),
+        "frequency": _histogram(counts, "pairs:frequency:"),
+        "instantiate": _histogram(counts, "note:instantiate:"),
+        "sample": _histogram(counts, "note:sample:"),
+        **generated_section(counts),
         "options": dict(sorted(options.items())),
     }
 
 
+def generated_section(counts: Mapping[str, int]) -> dict:
+    """``{"generated": ...}``: per-level, per-concept and per-technique accept rates of generated pairs.
+
+    From ``gen:<dimension>:<metric>:<name>`` counts (``transforms.generation``): ``created``
+    records, ``written`` pairs, and ``dead.<stage>.<reason>`` rejections; what is left
+    (created - written - rejected) was merged into another pair as a duplicate. Empty
+    when nothing was generated. Also the generators' notes (personas, teachings, synthesis).
+
+    >>> generated_section({"gen:level:created:simple": 4, "gen:level:written:simple": 1,
+    ...                    "gen:level:dead.synthesize.sql_error:simple": 2})["generated"]["level"]["simple"]
+    {'created': 4, 'written': 1, 'rejected': 2, 'merged': 1, 'accept_rate': 0.25, 'rejections': {'synthesize.sql_error': 2}}
+    """
+    table: dict[str, dict[str, dict]] = {}
+    for key, value in sorted(counts.items()):
+        if not key.startswith("gen:"):
+            continue
+        _, dimension, metric, name = key.split(":", 3)
+        row = table.setdefault(dimension, {}).setdefault(name, {"created": 0, "written": 0, "rejected": 0,
+                                                                "rejections": {}})
+        if metric.startswith("dead."):
+            row["rejected"] += value
+            row["rejections"][metric[5:]] = value
+        elif metric in ("created", "written"):
+            row[metric] += value
+    for rows in table.values():
+        for row in rows.values():
+            row["merged"] = max(0, row["created"] - row["written"] - row["rejected"])
+            row["accept_rate"] = round(row["written"] / row["created"], 4) if row["created"] else None
+            row["rejections"] = row.pop("rejections")
+    notes = {section: _histogram(counts, f"note:{section}:") for section in ("personas", "teachings", "synthesize")}
+    notes = {section: found for section, found in notes.items() if found}
+    if not table and not notes:
+        return {}
+    return {"generated": {**table, **({"notes": notes} if notes else {})}}
+
+
+def format_generated(report: Mapping) -> str:
+    """Accept rates of generated pairs, one line per level / concept / technique (empty if none)."""
+    lines = []
+    for dimension, rows in (report.get("generated") or {}).items():
+        if dimension == "notes":
+            continue
+        for name, row in rows.items():
+            rate = f"{100 * row['accept_rate']:.0f}%" if row["accept_rate"] is not None else "-"
+            top = ", ".join(f"{reason} {n}" for reason, n in sorted(row["rejections"].items(), key=lambda kv: -kv[1])[:3])
+            lines.append(f"sqlpairs: {dimension} {name}: {row['written']}/{row['created']} kept ({rate})"
+                         + (f"; rejected: {top}" if top else ""))
+    return "\n".join(lines)
+
+
 def format_stage_table(report: Mapping) -> str:
     """The per-stage funnel as a fixed-width text table (for logs and errors)."""
-    lines = [f"{'stage':<10} {'in':>9} {'out':>9} {'rejected':>9} {'merged':>9}"]
+    lines = [f"{'stage':<12} {'in':>9} {'out':>9} {'rejected':>9} {'merged':>9} {'added':>9}"]
     for row in report["stages"]:
         lines.append(
-            f"{row['stage']:<10} {row['in']:>9} {row['out']:>9} {row['rejected']:>9} {row.get('merged', ''):>9}"
+            f"{row['stage']:<12} {row['in']:>9} {row['out']:>9} {row['rejected']:>9} {row.get('merged', ''):>9}"
+            f" {row.get('added', ''):>9}"
         )
     return "\n".join(lines)
 
@@ -111,16 +185,32 @@ def _pair_keys(record: Record) -> Iterable[str]:
     yield f"pairs:source:{record.source}"
     yield f"pairs:question_source:{record.question_source}"
     yield f"pairs:execution:{record.execution.status if record.execution else 'none'}"
+    yield f"pairs:frequency:{frequency_bucket(record.frequency)}"
     for concept in record.concepts:
         yield f"pairs:concept:{concept}"
 
 
+def frequency_bucket(frequency: int) -> str:
+    """A power-of-ten bucket of how often a pair's query ran (``1``, ``2-9``, ``10-99``, ...).
+
+    >>> frequency_bucket(1), frequency_bucket(7), frequency_bucket(250)
+    ('1', '2-9', '100-999')
+    """
+    if frequency <= 1:
+        return "1"
+    low = 10 ** (len(str(frequency)) - 1)
+    return f"{max(low, 2)}-{low * 10 - 1}"
+
+
 class _WriteReportFn(beam.DoFn):
-    def __init__(self, path: str, options: Mapping[str, object]):
-        self.path, self.options = path, dict(options)
+    def __init__(self, path: str, options: Mapping[str, object], steps: Sequence[str] = ()):
+        self.path, self.options, self.steps = path, dict(options), tuple(steps)
 
     def process(self, counts: Sequence[tuple[str, int]]):
-        report = build_report(dict(counts), self.options)
+        # A step in the graph that output nothing has no count at all; it must read
+        # as 0 (everything rejected), not as "did not run" (everything passed).
+        zeros = {f"out:{step}": 0 for step in (*self.steps, "written")}
+        report = build_report({**zeros, **dict(counts)}, self.options)
         write_text_file(self.path, json.dumps(report, indent=2, sort_keys=False) + "\n")
         if not report["ok"]:
             raise AccountingError(
@@ -150,12 +240,14 @@ class WriteReport(beam.PTransform):
             | "KeyDead" >> beam.Map(lambda d: f"dead:{d.stage}:{d.reason}").with_output_types(str)
         )
         keyed.append(pairs | "KeyPairs" >> beam.FlatMap(_pair_keys).with_output_types(str))
+        if inputs.get("notes") is not None:  # "note:<section>:<key>" and "added:<step>" strings from stages
+            keyed.append(inputs["notes"] | "KeyNotes" >> beam.Map(str).with_output_types(str))
         return (
             keyed
             | "AllCounts" >> beam.Flatten()
             | "CountEach" >> beam.combiners.Count.PerElement()
             | "Together" >> beam.combiners.ToList()
-            | "WriteReport" >> beam.ParDo(_WriteReportFn(self.path, self.options))
+            | "WriteReport" >> beam.ParDo(_WriteReportFn(self.path, self.options, sorted(step_outputs)))
         )
 
 

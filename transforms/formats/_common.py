@@ -64,6 +64,13 @@ def has_bad_unicode(text: str) -> bool:
 
 def find_bad_unicode(value: Any) -> Optional[str]:
     """The first string inside a JSON-like ``value`` that cannot be encoded as UTF-8, if any."""
+    try:  # the common case, checked in C: everything encodes
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+        return None
+    except UnicodeEncodeError:
+        pass
+    except (TypeError, ValueError):  # not plain JSON data: walk it
+        pass
     stack = [value]
     while stack:
         item = stack.pop()

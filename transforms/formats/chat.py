@@ -110,6 +110,7 @@ def _parse_chat(stream, path, tool_name, window, db_id) -> Iterator[Item]:
         if messages is None:
             yield ReadReject(item.origin, "malformed_message", f"neither a message nor a conversation: "
                                                                 f"{excerpt(value)}")
+            file_conversation.skip()  # later messages keep their position in the file as origin
             continue
         yield from file_conversation.settle()
         conversation_db = db_id or _text(meta.get("db_id")) or _text(meta.get("database"))
@@ -233,6 +234,10 @@ class _Conversation:
         else:
             self._add_openai_message(message, index, role)
         return self._ready()
+
+    def skip(self) -> None:
+        """A value in the conversation's place that is no message: count it, so origins stay positions."""
+        self._index += 1
 
     def settle(self) -> Iterator[Item]:
         """Calls still waiting for a result will not get one: they failed (``no_result``)."""

@@ -1,0 +1,73 @@
+"""Several worker processes give byte-identical output to one, and a run repeated gives the same bytes.
+
+Each run is the real command line (``python -m pipeline run``) on the bundled Chinook
+example, with three output shards so that shards are written by different workers.
+With ``--direct_running_mode multi_processing`` Beam's in-process runner starts
+worker subprocesses and splits every stage's input between them, so records meet
+in a different order and in different bundles than on one worker.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+EXAMPLE_ARGS = (
+    "--sql_logs", "examples/chinook_queries.sql",
+    "--chat_history", "examples/chat_history.json",
+    "--seed_pairs", "examples/seed_pairs.jsonl",
+    "--database", "sqlite:///examples/chinook.sqlite",
+    "--timeout_s", "5",
+    "--num_shards", "3",
+)
+MULTI = ("--direct_running_mode", "multi_processing", "--direct_num_workers", "2")
+
+
+def _run(prefix: pathlib.Path, *extra: str) -> dict[str, bytes]:
+    completed = subprocess.run(
+        [sys.executable, "-m", "pipeline", "run", *EXAMPLE_ARGS, "--output", str(prefix), *extra],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    files = {path.name[len(prefix.name):]: path.read_bytes()
+             for path in sorted(prefix.parent.glob(f"{prefix.name}-*.jsonl"))}
+    assert len(files) == 6, sorted(files)  # 3 pair shards + 3 dead-letter shards
+    report = json.loads((prefix.parent / f"{prefix.name}-report.json").read_text(encoding="utf-8"))
+    report.pop("elapsed_s", None)
+    report.get("options", {}).pop("output", None)
+    files["-report.json (without wall time and output path)"] = json.dumps(report, sort_keys=True).encode()
+    return files
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("multiworker")
+    return {
+        "one worker": _run(root / "single" / "pairs"),
+        "two workers": _run(root / "multi" / "pairs", *MULTI),
+        "two workers again": _run(root / "again" / "pairs", *MULTI),
+    }
+
+
+def test_two_workers_write_the_same_bytes_as_one(runs):
+    single, multi = runs["one worker"], runs["two workers"]
+    assert sorted(single) == sorted(multi)
+    for name in single:
+        assert multi[name] == single[name], f"{name} differs between one and two workers"
+
+
+def test_the_same_run_twice_writes_the_same_bytes(runs):
+    assert runs["two workers again"] == runs["two workers"]
+
+
+def test_the_runs_wrote_pairs_and_dead_letters(runs):
+    files = runs["one worker"]
+    pairs = b"".join(v for k, v in files.items() if k.startswith("-0"))
+    rejects = b"".join(v for k, v in files.items() if k.startswith("-rejects-"))
+    assert pairs.count(b"\n") > 10 and rejects.count(b"\n") > 0
