@@ -197,18 +197,30 @@ def stage_functions_child(log: str) -> None:
 
     logging.getLogger("sqlglot").setLevel(logging.ERROR)
     records = 0
+    stages = {"read": 0.0, "normalize": 0.0, "classify": 0.0, "describe": 0.0}
+    clock = time.perf_counter
     started = time.process_time()
     with open(log, encoding="utf-8") as handle:
         for line in handle:
             records += 1
+            t0 = clock()
+            sql = json.loads(line)["sql"]
+            t1 = clock()
+            stages["read"] += t1 - t0
             try:
-                tree = normalize_cached(json.loads(line)["sql"], "postgres", "postgres").tree
+                tree = normalize_cached(sql, "postgres", "postgres").tree
             except Exception:  # noqa: BLE001 - rejected queries cost what they cost
+                stages["normalize"] += clock() - t1
                 continue
+            t2 = clock()
             spider_hardness(tree)
             concept_tags(tree)
+            t3 = clock()
             describe_sql(tree)
-    print(json.dumps({"records": records, "cpu_s": time.process_time() - started}))
+            stages["describe"] += clock() - t3
+            stages["normalize"] += t2 - t1
+            stages["classify"] += t3 - t2
+    print(json.dumps({"records": records, "cpu_s": time.process_time() - started, "stages": stages}))
 
 
 def run_stage_functions(log: pathlib.Path) -> tuple[int, float, float]:
@@ -221,7 +233,22 @@ def run_stage_functions(log: pathlib.Path) -> tuple[int, float, float]:
     if process.returncode != 0:
         raise SystemExit("the stage-function run failed")
     result = json.loads(output.strip().splitlines()[-1])
+    STAGE_SECONDS[log.name] = (result["records"], result["stages"])
     return result["records"], result["cpu_s"], usage.ru_maxrss / 1024
+
+
+#: per log file: (records, seconds spent in each stage function), filled by run_stage_functions
+STAGE_SECONDS: dict[str, tuple[int, dict[str, float]]] = {}
+
+
+def format_stage_rates() -> str:
+    """Records/s of each stage's own function (wall time of the calls, one core)."""
+    lines = [f"{'per stage (no Beam)':<24} {'log':<22} " + " ".join(f"{name:>10}" for name in
+                                                                      ("read", "normalize", "classify", "describe"))]
+    for name, (records, stages) in STAGE_SECONDS.items():
+        rates = " ".join(f"{records / max(stages[k], 1e-9):>10.0f}" for k in ("read", "normalize", "classify", "describe"))
+        lines.append(f"{'records/s':<24} {name:<22} {rates}")
+    return "\n".join(lines)
 
 
 def postgres_ready() -> Optional[str]:
@@ -301,6 +328,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     functions = [(size_label(count), *run_stage_functions(log_file(count))) for count in sizes]
     if args.functions_only:
         print(format_functions(functions))
+        print(format_stage_rates())
         return 0
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="sqlpairs-bench-"))
     runs: list[Run] = []
@@ -332,6 +360,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(format_table(runs, raw_rate, fixed.cpu_s))
     print()
     print(format_functions(functions, raw_rate))
+    print(format_stage_rates())
     print(f"\nraw sqlglot: parse_one(sql, read='postgres').sql('postgres') over the first {measured} statements "
           "of the largest log, one process. start-up = the 100-record run (imports, graph, runner).")
     parse_runs = [r for r in runs if r.label.startswith("parse ") and "workers" not in r.label]
