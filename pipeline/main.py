@@ -309,7 +309,7 @@ def run(argv: Sequence[str], prog: str = "sqlpairs run") -> int:
         from transforms.preference import weak_llm_usage
 
         llm = weak_llm_usage(result, config.training.preference, llm)
-    report = _finish_report(report_path, elapsed, llm=llm)
+    report = _finish_report(report_path, elapsed, llm=llm, html=values.html_report)
     if llm is not None:
         from transforms.questions import format_usage
 
@@ -356,7 +356,8 @@ class _QuietAccountingFailure(logging.Filter):
         return _ACCOUNTING_FAILED not in record.getMessage()
 
 
-def _finish_report(path: str, elapsed_s: float, llm: Optional[dict[str, Any]] = None) -> Optional[dict[str, Any]]:
+def _finish_report(path: str, elapsed_s: float, llm: Optional[dict[str, Any]] = None,
+                   html: bool = True) -> Optional[dict[str, Any]]:
     """Add the wall time (and the model usage and cost, from Beam metrics) to the report (local runs only)."""
     from apache_beam.io.filesystems import FileSystems
 
@@ -373,7 +374,7 @@ def _finish_report(path: str, elapsed_s: float, llm: Optional[dict[str, Any]] = 
         report["llm"] = llm
     from transforms.report_html import write_report_pages
 
-    write_report_pages(path, report)  # adds the training report; writes PREFIX-report.html and the dataset card
+    write_report_pages(path, report, html=html)  # adds the training report; writes the HTML page and dataset card
     write_text_file(path, json.dumps(report, indent=2) + "\n")
     return report
 

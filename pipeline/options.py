@@ -328,6 +328,9 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                "Output prefix"),
     OptionSpec("num_shards", "Number of output shards for pairs and for dead letters.", "Shards",
                default=1, type=_positive_int),
+    OptionSpec("html_report", "Also write PREFIX-report.html (plots of the funnel, rejections, difficulty, "
+               "concepts, tokens; ~2 s of matplotlib after the run). Local runs only.", "HTML report",
+               default=True, type=parse_bool, flag=True),
     OptionSpec("record_timings", "Write each query's execution.elapsed_ms into the output. Off by default, "
                "because timings differ between runs and the output is otherwise byte-identical for the "
                "same input and options.", "Record timings", default=False, type=parse_bool, flag=True),

@@ -340,8 +340,13 @@ def prefix_of(report_path: str) -> str:
     return report_path[: -len("-report.json")] if report_path.endswith("-report.json") else report_path
 
 
-def write_report_pages(report_path: str, report: dict[str, Any]) -> None:
-    """Merge the training report into ``report``; write ``PREFIX-report.html`` and the dataset card.
+class _Skipped(Exception):
+    """--html_report false: the page is not wanted."""
+
+
+def write_report_pages(report_path: str, report: dict[str, Any], html: bool = True) -> None:
+    """Merge the training report into ``report``; write ``PREFIX-report.html`` (unless ``html`` is
+    False) and the dataset card.
 
     Never raises: the pairs are written already, and these pages only describe them.
     """
@@ -351,8 +356,12 @@ def write_report_pages(report_path: str, report: dict[str, Any]) -> None:
     prefix = prefix_of(report_path)
     merge_training_report(report_path, report)
     try:
+        if not html:
+            raise _Skipped()
         name = prefix.rsplit("/", 1)[-1]
         write_text_file(f"{prefix}-report.html", render_html(report, f"sqlpairs report: {name}"))
+    except _Skipped:
+        pass
     except Exception as error:  # noqa: BLE001
         _LOGGER.warning("could not write the HTML report: %s: %s", type(error).__name__, error)
     try:
