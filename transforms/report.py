@@ -35,8 +35,8 @@ STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
-#: Steps that appear in the funnel only when they ran (the generators).
-OPTIONAL_STEPS = frozenset({"synthesize", "evolve", "consistency"})
+#: Steps that appear in the funnel only when they ran (the generators, --max_per_template).
+OPTIONAL_STEPS = frozenset({"synthesize", "evolve", "consistency", "sample"})
 
 
 class AccountingError(RuntimeError):
