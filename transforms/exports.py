@@ -524,16 +524,8 @@ class SchemaLookup:
     def tables(self, record: Record) -> list[table_schema.Table]:
         """The described tables among ``record.tables``, in the record's order, each once."""
         url = self._databases.url_for(record.db_id) if self._databases is not None else None
-        found: dict[str, table_schema.Table] = {}
-        for name in record.tables:
-            key = table_schema.table_key(name)
-            if key in found:
-                continue
-            live = self._live_table(url, name) if url is not None else None
-            table = table_schema.merge(self._ddl.get(key), live)
-            if table is not None:
-                found[key] = table
-        return list(found.values())
+        live = (lambda name: self._live_table(url, name)) if url is not None else None
+        return table_schema.collect_tables(record.tables, self._ddl, live)
 
     def schema_text(self, record: Record) -> str:
         """The DDL of the record's tables, as the prompts and the system message show it."""

@@ -283,16 +283,8 @@ class _BuildTasksFn(beam.DoFn):
     def _tables(self, record: Record) -> list[table_schema.Table]:
         """The referenced tables: DDL columns and keys, plus live sample rows when a database is given."""
         url = self._databases.url_for(record.db_id) if self._databases is not None else None
-        found: dict[str, table_schema.Table] = {}
-        for name in record.tables:
-            key = table_schema.table_key(name)
-            if key in found:
-                continue
-            live = self._live_table(url, name) if url is not None else None
-            table = table_schema.merge(self._ddl.get(key), live)
-            if table is not None:
-                found[key] = table
-        return list(found.values())
+        live = (lambda name: self._live_table(url, name)) if url is not None else None
+        return table_schema.collect_tables(record.tables, self._ddl, live)
 
     def process(self, record: Record) -> Iterator:
         try:

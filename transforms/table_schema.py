@@ -17,7 +17,7 @@ Everything is best effort: a table nobody describes is simply left out of the pr
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Optional, Sequence
 
 import sqlglot
 from sqlglot import exp
@@ -294,6 +294,24 @@ def merge(described: Optional[Table], live: Optional[Table]) -> Optional[Table]:
 
 def _same_columns(a: Table, b: Table) -> bool:
     return [c.name.lower() for c in a.columns] == [c.name.lower() for c in b.columns]
+
+
+def collect_tables(
+    names: Sequence[str],
+    ddl: Mapping[str, Table],
+    live: Optional[Callable[[str], Optional[Table]]] = None,
+) -> list[Table]:
+    """The described tables among ``names``, in order, each once: DDL merged with what ``live``
+    (introspection of the database, if any) says about it; tables nobody describes are left out."""
+    found: dict[str, Table] = {}
+    for name in names:
+        key = table_key(name)
+        if key in found:
+            continue
+        table = merge(ddl.get(key), live(name) if live is not None else None)
+        if table is not None:
+            found[key] = table
+    return list(found.values())
 
 
 def lookup(names: Sequence[str], tables: Mapping[str, Table]) -> list[Table]:
