@@ -84,8 +84,6 @@ DIALECT_NAMES = {
     "bigquery": "BigQuery", "snowflake": "Snowflake", "oracle": "Oracle", "redshift": "Redshift",
     "trino": "Trino", "spark": "Spark SQL", "clickhouse": "ClickHouse",
 }
-#: Characters kept per sample value in the DDL comments.
-SAMPLE_CHARS = 40
 
 
 def curriculum_targets() -> Mapping[str, float]:
@@ -145,22 +143,7 @@ def normalize_whitespace(sql: str) -> str:
     return "".join(out)
 
 
-def sample_value_text(value: Any) -> str:
-    """A sample value as a SQL literal on one line, cut to ``SAMPLE_CHARS`` characters.
-
-    >>> sample_value_text("AC/DC"), sample_value_text(None), sample_value_text(3.5), sample_value_text("a\\nb")
-    ("'AC/DC'", 'NULL', '3.5', "'a b'")
-    """
-    if value is None:
-        return "NULL"
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return "<binary>"
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
-    text = " ".join(str(value).split())
-    if len(text) > SAMPLE_CHARS:
-        text = text[: SAMPLE_CHARS - 1] + "…"
-    return "'" + text.replace("'", "''") + "'"
+sample_value_text = table_schema.sample_value_text  # one rendering of sample values for prompts and exports
 
 
 def render_ddl(table: table_schema.Table, sample_rows: int = 0) -> str:

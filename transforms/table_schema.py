@@ -189,7 +189,12 @@ def tables_from_ddl(texts: Iterable[str], dialect: Optional[str] = None) -> dict
     return builder.tables()
 
 
-def _sample_text(value: Any) -> str:
+def sample_value_text(value: Any) -> str:
+    """A sample value as SQL-literal-like text, short enough for a prompt.
+
+    >>> sample_value_text("AC/DC"), sample_value_text(None), sample_value_text(3.5), sample_value_text("a\\nb")
+    ("'AC/DC'", 'NULL', '3.5', "'a b'")
+    """
     if value is None:
         return "NULL"
     if isinstance(value, (bytes, bytearray, memoryview)):
@@ -273,7 +278,7 @@ def introspect_table(executor: Any, name: str) -> Optional[Table]:
     samples: tuple[tuple[str, ...], ...] = ()
     try:
         names, rows = _run(executor, exp.select("*").from_(table).limit(SAMPLE_ROWS).sql(dialect=dialect))
-        samples = tuple(tuple(_sample_text(v) for v in row) for row in rows[:SAMPLE_ROWS])
+        samples = tuple(tuple(sample_value_text(v) for v in row) for row in rows[:SAMPLE_ROWS])
         if not columns:
             columns = [Column(str(c)) for c in names]
     except Exception as error:  # noqa: BLE001 - samples are optional
