@@ -192,7 +192,8 @@ def stage_functions_child(log: str) -> None:
 
     from transforms.concepts import concept_tags
     from transforms.hardness import spider_hardness
-    from transforms.normalize import normalize_cached
+    from transforms import trees
+    from transforms.normalize import Rejection, normalize_cached
     from transforms.question_rules import describe_sql
 
     logging.getLogger("sqlglot").setLevel(logging.ERROR)
@@ -207,11 +208,11 @@ def stage_functions_child(log: str) -> None:
             sql = json.loads(line)["sql"]
             t1 = clock()
             stages["read"] += t1 - t0
-            try:
-                tree = normalize_cached(sql, "postgres", "postgres").tree
-            except Exception:  # noqa: BLE001 - rejected queries cost what they cost
+            result = normalize_cached(sql, "postgres", "postgres")
+            if isinstance(result, Rejection):  # rejected queries cost what they cost
                 stages["normalize"] += clock() - t1
                 continue
+            tree = trees.tree_for(result.sql, "postgres")
             t2 = clock()
             spider_hardness(tree)
             concept_tags(tree)

@@ -12,9 +12,10 @@ from transforms import trees
 from transforms.common import DEAD, count, reject
 from transforms.concepts import concept_tags
 from transforms.hardness import spider_hardness
+from transforms.normalize import CACHE_ENTRIES
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=CACHE_ENTRIES)
 def classify_sql(normalized_sql: str, dialect: str) -> tuple[str, tuple[str, ...]]:
     """Difficulty and concept tags of a normalized query, remembered for repeats.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Iterator
 
 import apache_beam as beam
@@ -9,7 +10,14 @@ import apache_beam as beam
 from pipeline.record import Record
 from transforms import trees
 from transforms.common import DEAD, count, reject
+from transforms.normalize import CACHE_ENTRIES
 from transforms.question_rules import describe_sql
+
+
+@functools.lru_cache(maxsize=CACHE_ENTRIES)
+def describe_cached(normalized_sql: str, dialect: str) -> str:
+    """The rules question of a normalized query, written once per distinct query and worker."""
+    return describe_sql(trees.tree_for(normalized_sql, dialect))
 
 
 class _DescribeFn(beam.DoFn):
@@ -18,7 +26,7 @@ class _DescribeFn(beam.DoFn):
             yield record
             return
         try:
-            question = describe_sql(trees.tree_for(record.normalized_sql, record.dialect))
+            question = describe_cached(record.normalized_sql, record.dialect or "")
         except Exception as error:  # noqa: BLE001
             yield reject("describe", "internal_error", f"{type(error).__name__}: {str(error)[:300]}", record)
             return

@@ -17,19 +17,20 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import queue
 import threading
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Iterable, Iterator, Optional
 
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.shared import Shared
 from apache_beam.utils.windowed_value import WindowedValue
-from sqlglot.dialects.dialect import Dialect
 from sqlglot.tokens import TokenType
 
 from adapters.db import DatabaseMap, DatabaseUnavailable, Executor, open_executor, redact
 from pipeline.record import Execution, Record
+from transforms import parsing
 from transforms.common import DEAD, count, reject
 
 _LOGGER = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ def top_level_order_by(sql: str, dialect: Optional[str]) -> bool:
     True
     """
     depth = 0
-    for token in Dialect.get_or_raise(dialect or None).tokenize(sql):
+    for token in parsing.tokenize(sql, dialect):
         kind = token.token_type
         if kind == TokenType.L_PAREN:
             depth += 1
@@ -133,19 +134,22 @@ class _ExecuteGroupsFn(beam.DoFn):
 
     def start_bundle(self) -> None:
         self._pending: dict[Future, Iterable[Record]] = {}
+        # Finished futures queue themselves here (cheaper than ``wait(FIRST_COMPLETED)``,
+        # which builds a waiter over every pending future each time).
+        self._done: queue.SimpleQueue = queue.SimpleQueue()
 
     def _submit(self, url: str, records: Iterable[Record]) -> None:
         first = next(iter(records))
         executor = self._executors.get(url)
         future = self._pool.submit(run_query, executor, first.normalized_sql, first.dialect)
         self._pending[future] = records
+        future.add_done_callback(self._done.put)
 
     def _drain(self, keep: int) -> Iterator:
         """Emit finished groups, whichever finish first, until at most ``keep`` are pending."""
         while len(self._pending) > keep:
-            done, _ = wait(self._pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                yield from self._finish(future, self._pending.pop(future))
+            future = self._done.get()
+            yield from self._finish(future, self._pending.pop(future))
 
     def _finish(self, future: Future, records: Iterable[Record]) -> Iterator:
         try:

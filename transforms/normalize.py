@@ -19,13 +19,12 @@ from typing import Iterator, NamedTuple, Optional
 import apache_beam as beam
 import sqlglot
 from sqlglot import exp
-from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ErrorLevel, ParseError, TokenError, UnsupportedError
 from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
 from sqlglot.tokens import TokenType
 
 from pipeline.record import Parameter, Record
-from transforms import placeholders, trees
+from transforms import parsing, placeholders, trees
 from transforms.common import DEAD, count, reject
 from transforms.safety import refusal_reason
 
@@ -43,6 +42,9 @@ _LITERAL_TOKENS = frozenset(
 )
 
 
+#: Dialects whose generator leaves an ordinary tree as it is (``tests/test_normalize.py`` checks each).
+_PRINTS_WITHOUT_REWRITING = frozenset({"postgres", "sqlite", "duckdb", "mysql"})
+
 _CONTROL_CHARACTER = re.compile(r"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -55,7 +57,7 @@ class SqlRejected(Exception):
 
 
 class Normalized(NamedTuple):
-    tree: exp.Expression
+    tree: Optional[exp.Expression]  # None when it comes from ``normalize_cached``
     sql: str
     sql_fingerprint: str
     template_fingerprint: str
@@ -78,7 +80,7 @@ def template_of(normalized_sql: str, dialect: str) -> str:
     >>> template_of("SELECT a FROM t WHERE b = 'x' AND c > 3", "postgres")
     'SELECT a FROM t WHERE b = ? AND c > ?'
     """
-    tokens = Dialect.get_or_raise(dialect).tokenize(normalized_sql)
+    tokens = parsing.tokenize(normalized_sql, dialect)
     return " ".join("?" if t.token_type in _LITERAL_TOKENS else t.text for t in tokens)
 
 
@@ -131,9 +133,15 @@ def normalize_sql(sql: str, source_dialect: str, target_dialect: str) -> Normali
             # case (Snowflake's NAME is PostgreSQL's name): normalizing it again changes nothing
             tree = normalize_identifiers(tree, dialect=target_dialect)
         level = ErrorLevel.IGNORE if source_dialect == target_dialect else ErrorLevel.RAISE
-        # The generator copies the tree first: its dialect transforms rewrite in place
-        # (T-SQL TOP, for one) and the tree is read again by Classify and Describe.
-        normalized = tree.sql(dialect=target_dialect, comments=False, unsupported_level=level)
+        # Within one of these dialects the generator prints the tree without copying it first
+        # (the copy costs more than the parse). Their transforms only touch constructs the
+        # dialect cannot print (QUALIFY, DISTINCT ON, ...); when one wrapped the tree in a new
+        # query, the printed SQL is parsed again, so Classify and Describe read what was
+        # printed. Elsewhere transforms rewrite ordinary trees in place (T-SQL's TOP): copy.
+        in_place = source_dialect == target_dialect and target_dialect in _PRINTS_WITHOUT_REWRITING
+        normalized = parsing.generate(tree, target_dialect, level=level, copy=not in_place)
+        if in_place and tree.parent is not None:
+            tree = parsing.parse_one(normalized, target_dialect)
     except UnsupportedError as error:
         raise SqlRejected(
             "normalize", "untranspilable", f"{source_dialect} -> {target_dialect}: {str(error)[:500]}"
@@ -143,7 +151,7 @@ def normalize_sql(sql: str, source_dialect: str, target_dialect: str) -> Normali
     template = normalized
     if parsed.parameters:  # mask placeholders like literals: `id = $1` shares the template of `id = 5`
         # from the printed SQL, not `tree`: printing may have rewritten the tree in place (T-SQL TOP)
-        printed = sqlglot.parse_one(normalized, read=target_dialect)
+        printed = parsing.parse_one(normalized, target_dialect)
         masked = placeholders.mask_parameters(printed, [p.name for p in parsed.parameters])
         template = masked.sql(dialect=target_dialect, comments=False, unsupported_level=ErrorLevel.IGNORE)
     return Normalized(
@@ -156,16 +164,35 @@ def normalize_sql(sql: str, source_dialect: str, target_dialect: str) -> Normali
     )
 
 
-@functools.lru_cache(maxsize=2048)
-def normalize_cached(sql: str, source_dialect: str, target_dialect: str) -> Normalized:
-    """``normalize_sql`` remembered for the most recent distinct texts.
+#: Distinct texts whose normalization each worker process remembers (about 1 KB each: strings
+#: only, no trees). Sized for the long tail of real logs: a 100k-query log holds ~43k
+#: distinct texts, and the cache is what lets repeats skip parsing altogether.
+CACHE_ENTRIES = 65536
 
-    Logs repeat themselves (dashboards, retries, agents re-running a query): in a
-    realistic chat history most statements were seen moments before, so a small
-    per-process cache removes most parse and generate work. The cached tree is
-    only ever read afterwards.
+
+class Rejection(NamedTuple):
+    """A remembered ``SqlRejected``: the same text is refused the same way without parsing it again."""
+
+    stage: str
+    reason: str
+    detail: str
+
+
+@functools.lru_cache(maxsize=CACHE_ENTRIES)
+def normalize_cached(sql: str, source_dialect: str, target_dialect: str) -> "Normalized | Rejection":
+    """``normalize_sql`` remembered per process, refusals included; the result carries no tree.
+
+    Logs repeat themselves (dashboards, retries, agents re-running a query), so most
+    records were seen before. Trees are large, so the cache keeps strings only; the
+    tree of a text parsed here goes to this thread's ``trees`` cache, where Classify
+    and Describe, fused right after Normalize, find it (they parse again only if not).
     """
-    return normalize_sql(sql, source_dialect, target_dialect)
+    try:
+        result = normalize_sql(sql, source_dialect, target_dialect)
+    except SqlRejected as rejected:
+        return Rejection(rejected.stage, rejected.reason, rejected.detail)
+    trees.remember(result.sql, target_dialect, result.tree)
+    return result._replace(tree=None)
 
 
 class _NormalizeFn(beam.DoFn):
@@ -178,13 +205,12 @@ class _NormalizeFn(beam.DoFn):
         source = self.source_dialect or record.dialect or self.target_dialect
         try:
             result = normalize_cached(record.sql, source, self.target_dialect)
-        except SqlRejected as rejected:
-            yield reject(rejected.stage, rejected.reason, rejected.detail, record)
-            return
         except Exception as error:  # noqa: BLE001 - a parser bug must not kill the run
             yield reject("normalize", "internal_error", f"{type(error).__name__}: {str(error)[:300]}", record)
             return
-        trees.remember(result.sql, self.target_dialect, result.tree)
+        if isinstance(result, Rejection):
+            yield reject(result.stage, result.reason, result.detail, record)
+            return
         count("normalize.out")
         yield record._replace(
             dialect=self.target_dialect,

@@ -33,13 +33,12 @@ from __future__ import annotations
 import re
 from typing import Iterable, NamedTuple, Optional
 
-import sqlglot
 from sqlglot import exp
-from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import TokenError
 from sqlglot.tokens import TokenType
 
 from pipeline.record import Parameter
+from transforms import parsing
 
 #: Prefix of the sentinel each placeholder is rewritten to before parsing.
 SENTINEL = "sqlpairs_p"
@@ -249,7 +248,7 @@ def split_header(sql: str, dialect: str) -> str:
     if not _DECLARE_AT_START.match(sql):
         return sql
     try:
-        tokens = Dialect.get_or_raise(dialect).tokenize(sql)
+        tokens = parsing.tokenize(sql, dialect)
     except TokenError:
         return sql
     cuts: list[int] = []
@@ -397,9 +396,9 @@ def parse_templated(sql: str, dialect: str) -> Parsed:
     scanned = scan(sql, dialect)
     has_variables = "@" in sql
     if not scanned.found and not has_variables:
-        return Parsed(sqlglot.parse(sql, read=dialect), ())
+        return Parsed(parsing.parse(sql, dialect), ())
     text = split_header(scanned.sql, dialect) if dialect in _DECLARE_DIALECTS else scanned.sql
-    statements = [s for s in sqlglot.parse(text, read=dialect) if s is not None]
+    statements = [s for s in parsing.parse(text, dialect) if s is not None]
 
     params: dict[str, dict] = {}
     order: dict[str, int] = {}

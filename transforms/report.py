@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import Iterable, Mapping, Optional, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
 import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.windowed_value import WindowedValue
 
 from pipeline.record import DeadLetter, Record
 from transforms.write import write_text_file
@@ -220,6 +222,45 @@ class _WriteReportFn(beam.DoFn):
         yield self.path
 
 
+def _step_key(step: str):
+    key = f"out:{step}"
+    return lambda _: (key,)
+
+
+def _dead_keys(dead: DeadLetter) -> tuple[str]:
+    return (f"dead:{dead.stage}:{dead.reason}",)
+
+
+def _note_keys(note: object) -> tuple[str]:
+    return (str(note),)
+
+
+class _CountInBundleFn(beam.DoFn):
+    """Counts the report keys of each element in memory and emits ``(key, n)`` once per bundle.
+
+    Why not ``Count.PerElement`` over a flatten of every step's keys: the flatten of
+    PCollections made in different fused stages is materialized, so every record
+    of every step would be encoded and decoded once more only to be counted (the
+    report then cost more than Normalize). Counting inside the producing stage
+    sends a few dozen ``(key, n)`` pairs per bundle instead.
+    """
+
+    def __init__(self, keys_of: Callable[[object], Iterable[str]]):
+        self.keys_of = keys_of
+
+    def start_bundle(self) -> None:
+        self._counts: Counter = Counter()
+
+    def process(self, element: object) -> Iterator:
+        self._counts.update(self.keys_of(element))
+        return iter(())
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        for key, n in sorted(self._counts.items()):
+            yield WindowedValue((key, n), 0, [GlobalWindow()])
+        self._counts = Counter()
+
+
 class WriteReport(beam.PTransform):
     """Counts stage outputs, dead letters and final pairs; writes ``path`` as JSON.
 
@@ -232,20 +273,20 @@ class WriteReport(beam.PTransform):
 
     def expand(self, inputs):
         step_outputs, dead, pairs = inputs["steps"], inputs["dead"], inputs["pairs"]
-        keyed = []
+        counted = []
+        counts_type = tuple[str, int]
         for step, pcoll in sorted(step_outputs.items()):
-            keyed.append(pcoll | f"Key{step.title()}" >> beam.Map(lambda _, s=step: f"out:{s}").with_output_types(str))
-        keyed.append(
-            dead
-            | "KeyDead" >> beam.Map(lambda d: f"dead:{d.stage}:{d.reason}").with_output_types(str)
-        )
-        keyed.append(pairs | "KeyPairs" >> beam.FlatMap(_pair_keys).with_output_types(str))
+            counted.append(pcoll | f"Count{step.title()}" >> beam.ParDo(
+                _CountInBundleFn(_step_key(step))).with_output_types(counts_type))
+        counted.append(dead | "CountDead" >> beam.ParDo(_CountInBundleFn(_dead_keys)).with_output_types(counts_type))
+        counted.append(pairs | "CountPairs" >> beam.ParDo(_CountInBundleFn(_pair_keys)).with_output_types(counts_type))
         if inputs.get("notes") is not None:  # "note:<section>:<key>" and "added:<step>" strings from stages
-            keyed.append(inputs["notes"] | "KeyNotes" >> beam.Map(str).with_output_types(str))
+            counted.append(inputs["notes"] | "CountNotes" >> beam.ParDo(
+                _CountInBundleFn(_note_keys)).with_output_types(counts_type))
         return (
-            keyed
+            counted
             | "AllCounts" >> beam.Flatten()
-            | "CountEach" >> beam.combiners.Count.PerElement()
+            | "SumEach" >> beam.CombinePerKey(sum)
             | "Together" >> beam.combiners.ToList()
             | "WriteReport" >> beam.ParDo(_WriteReportFn(self.path, self.options, sorted(step_outputs)))
         )

@@ -14,8 +14,9 @@ import threading
 from collections import OrderedDict
 from typing import Optional
 
-import sqlglot
 from sqlglot import exp
+
+from transforms import parsing
 
 _CAPACITY = 256
 _local = threading.local()
@@ -42,6 +43,6 @@ def tree_for(normalized_sql: str, dialect: Optional[str]) -> exp.Expression:
     key = (normalized_sql, dialect or "")
     tree = _cache().get(key)
     if tree is None:
-        tree = sqlglot.parse_one(normalized_sql, read=dialect or None)
+        tree = parsing.parse_one(normalized_sql, dialect)
         remember(normalized_sql, dialect or "", tree)
     return tree

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 import zlib
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -40,12 +40,23 @@ class _WriteShardFn(beam.DoFn):
     def __init__(self, prefix: str, num_shards: int, suffix: str):
         self.prefix, self.num_shards, self.suffix = prefix, num_shards, suffix
 
-    def process(self, element: tuple[int, Iterable[Optional[tuple[str, str]]]]):
+    def process(self, element: tuple[int, Iterable[tuple[str, str]]]):
         index, items = element
-        lines = sorted(item for item in items if item is not None)
+        lines = sorted(items)
         path = shard_name(self.prefix, index, self.num_shards, self.suffix)
         write_text_file(path, "".join(line + "\n" for _, line in lines))
         yield path
+
+
+class _WriteEmptyShardFn(beam.DoFn):
+    def __init__(self, prefix: str, num_shards: int, suffix: str):
+        self.prefix, self.num_shards, self.suffix = prefix, num_shards, suffix
+
+    def process(self, index: int, filled: list[int]):
+        if index not in set(filled):
+            path = shard_name(self.prefix, index, self.num_shards, self.suffix)
+            write_text_file(path, "")
+            yield path
 
 
 class WriteJsonShards(beam.PTransform):
@@ -75,12 +86,15 @@ class WriteJsonShards(beam.PTransform):
             return (zlib.crc32(key.encode("utf-8")) % num_shards, (key, to_line(element)))
 
         lines = elements | "ToLine" >> beam.Map(keyed).with_output_types(tuple[int, tuple[str, str]])
-        empty = elements.pipeline | "AllShards" >> beam.Create(
-            [(i, None) for i in range(num_shards)], reshuffle=False
-        ).with_output_types(tuple[int, Optional[tuple[str, str]]])
-        return (
-            (lines, empty)
-            | "WithEmptyShards" >> beam.Flatten()
-            | "GroupByShard" >> beam.GroupByKey()
-            | "WriteShard" >> beam.ParDo(_WriteShardFn(self.prefix, num_shards, self.suffix))
+        grouped = lines | "GroupByShard" >> beam.GroupByKey()
+        written = grouped | "WriteShard" >> beam.ParDo(_WriteShardFn(self.prefix, num_shards, self.suffix))
+        # Shards no line hashed to are written empty. Not by flattening N empty markers into
+        # the lines: a flatten across stages is materialized, an extra encode of every line.
+        filled = grouped | "FilledShards" >> beam.Map(lambda shard: shard[0]).with_output_types(int)
+        empty = (
+            elements.pipeline
+            | "AllShards" >> beam.Create(list(range(num_shards)), reshuffle=False).with_output_types(int)
+            | "WriteEmptyShards" >> beam.ParDo(
+                _WriteEmptyShardFn(self.prefix, num_shards, self.suffix), beam.pvalue.AsList(filled))
         )
+        return (written, empty) | "ShardFiles" >> beam.Flatten()

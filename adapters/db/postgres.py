@@ -3,32 +3,37 @@
 Each query runs as::
 
     BEGIN READ ONLY;
-    SET LOCAL statement_timeout = …; SET LOCAL lock_timeout = …;
-    SET LOCAL idle_in_transaction_session_timeout = …; SET LOCAL cursor_tuple_fraction = 1;
+    SELECT set_config('statement_timeout', …, true), set_config('lock_timeout', …, true),
+           set_config('idle_in_transaction_session_timeout', …, true),
+           set_config('cursor_tuple_fraction', '1', true);
     DECLARE sqlpairs_cursor NO SCROLL CURSOR FOR <the query>;
-    FETCH FORWARD <batch + 1> FROM sqlpairs_cursor;       -- more FETCHes only for big results
+    FETCH FORWARD <max_rows + 1> FROM sqlpairs_cursor;
     ROLLBACK;
 
-All but ROLLBACK go out in one libpq pipeline (one network round trip), ROLLBACK in
-a second, so a query costs two round trips — fewer than a plain ``execute`` on a
-pooled connection (BEGIN, query, COMMIT). Why each piece is there:
+all in one libpq pipeline: one network round trip per query, where a plain
+``execute`` on a pooled connection takes three (BEGIN, the query, COMMIT). Why each
+piece is there:
 
 * ``BEGIN READ ONLY`` and a session default ``default_transaction_read_only = on``:
   PostgreSQL itself refuses every write (INSERT/UPDATE/DELETE/DDL, nextval,
   lo_import, …), whatever the role — a superuser included.
-* ``ROLLBACK``, always: even settings changed by a query (``set_config``) are undone.
-* ``SET LOCAL`` ``statement_timeout``, ``lock_timeout``, ``idle_in_transaction_session_timeout``
-  (per transaction, so they hold behind PgBouncer's transaction pooling too):
-  the server stops a slow query, never waits on a lock longer than the timeout, and
-  ends the session if this worker dies mid-transaction. ``cursor_tuple_fraction = 1``
-  keeps cursor plans the same as plain-query plans (the default 0.1 favours
-  fast-start plans that can be far slower to finish).
-* ``DECLARE … CURSOR FOR`` (a server-side, named cursor) reads the result in
-  batches (``base.fetch_capped``): never more than ``max_rows + 1`` rows leave the
-  server. It also accepts exactly one SELECT/VALUES/TABLE: no COPY, no ``SELECT …
-  INTO``, no data-modifying WITH. The pipeline uses the extended query protocol, which
-  refuses several statements in one text. psycopg's ``ServerCursor`` does the same
-  but cannot be pipelined and adds a describe round trip, hence the explicit SQL.
+* ``ROLLBACK``, always (in the pipeline, or when the connection goes back to the
+  pool after a failure): even settings changed by a query (``set_config``) are undone.
+* ``set_config(…, true)`` is ``SET LOCAL``, four settings in one statement (per
+  transaction, so they hold behind PgBouncer's transaction pooling too):
+  ``statement_timeout`` and ``lock_timeout`` stop a slow query or a lock wait on the
+  server, for the DECLARE (planning) and the FETCH (execution) alike;
+  ``idle_in_transaction_session_timeout`` ends the session if this worker dies
+  mid-transaction. ``cursor_tuple_fraction = 1`` keeps cursor plans the same as
+  plain-query plans (the default 0.1 favours fast-start plans that can be far
+  slower to finish).
+* ``DECLARE … CURSOR FOR`` (a server-side, named cursor) and one ``FETCH`` of
+  ``max_rows + 1``: never more than that leaves the server (the extra row tells
+  that the cap cut the result), and the executor keeps at most ``max_rows`` rows in
+  memory either way. DECLARE also accepts exactly one SELECT/VALUES/TABLE: no COPY,
+  no ``SELECT … INTO``, no data-modifying WITH. The pipeline uses the extended query
+  protocol, which refuses several statements in one text. psycopg's ``ServerCursor``
+  does the same but cannot be pipelined and adds round trips, hence the explicit SQL.
 
 libpq environment variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGSSLMODE, …) and
 ``~/.pgpass`` apply to whatever the URL leaves out; the ``password`` argument (from
@@ -42,7 +47,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from typing import Any, Optional, Sequence
 
 import psycopg
@@ -50,11 +54,9 @@ from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from adapters.db.base import DatabaseUnavailable, Executor, display_url, fetch_capped, redact
+from adapters.db.base import DatabaseUnavailable, Executor, display_url, redact
 from adapters.db.retry import ConnectionLost, Reconnector, one_line
 
-#: Rows per FETCH (the first one asks for one more, to learn whether the result ends there).
-FETCH_BATCH = 1000
 #: Seconds to wait for a connection: the pool's, or a new one (also libpq's connect_timeout).
 CONNECT_TIMEOUT_S = 5
 #: Idle pooled connections are closed after this many seconds.
@@ -69,10 +71,6 @@ _LOST_STATES = frozenset({"57P01", "57P02", "57P03", "25P03", "08000", "08003", 
 _KEEPALIVES = {"keepalives": "1", "keepalives_idle": "15", "keepalives_interval": "5", "keepalives_count": "3"}
 
 
-class ResultReadTimeout(Exception):
-    """A big result took longer than the timeout over several FETCHes (each one is bounded by the server)."""
-
-
 def libpq_url(url: str) -> str:
     """The URL with a scheme libpq accepts (``postgresql+psycopg://`` → ``postgresql://``).
 
@@ -80,28 +78,6 @@ def libpq_url(url: str) -> str:
     'postgresql://u@h/db'
     """
     return "postgresql://" + url.split("://", 1)[1]
-
-
-class _Batches:
-    """``fetchmany`` over a server-side cursor whose first batch came with the pipeline."""
-
-    def __init__(self, cursor: psycopg.Cursor, rows: list, asked: int, deadline: float, timeout_s: float):
-        self._cursor = cursor
-        self._buffer = rows
-        self._done = len(rows) < asked
-        self._deadline = deadline
-        self._timeout_s = timeout_s
-
-    def fetchmany(self, size: int) -> list:
-        if len(self._buffer) < size and not self._done:
-            if time.monotonic() > self._deadline:
-                raise ResultReadTimeout(f"reading the result took longer than {self._timeout_s:g} s")
-            want = size - len(self._buffer) + 1
-            rows = self._cursor.execute(f"FETCH FORWARD {want} FROM {CURSOR}").fetchall()
-            self._done = len(rows) < want
-            self._buffer.extend(rows)
-        chunk, self._buffer = self._buffer[:size], self._buffer[size:]
-        return chunk
 
 
 def _is_lost(error: BaseException, conn: Optional[psycopg.Connection]) -> bool:
@@ -216,7 +192,8 @@ class PostgresExecutor(Executor):
             pool.close(timeout=5.0)
 
     # -- queries ---------------------------------------------------------------------------
-    def _limits_sql(self) -> tuple[str, ...]:
+    def _limits_sql(self) -> str:
+        """One statement that sets every per-transaction limit (``set_config(name, value, true)`` is SET LOCAL)."""
         statement_ms = max(1, int(self.timeout_s * 1000))
         idle_ms = statement_ms + 10_000  # only a worker stuck mid-transaction ever reaches it
         settings = {
@@ -225,7 +202,7 @@ class PostgresExecutor(Executor):
             "idle_in_transaction_session_timeout": idle_ms,
             "cursor_tuple_fraction": 1,
         }
-        return tuple(f"SET LOCAL {name} = {value}" for name, value in settings.items())
+        return "SELECT " + ", ".join(f"set_config('{name}', '{value}', true)" for name, value in settings.items())
 
     def _run(self, sql: str) -> tuple[Sequence[str], list[Sequence[Any]], bool]:
         return self._reconnector.call(lambda: self._attempt(sql))
@@ -246,28 +223,26 @@ class PostgresExecutor(Executor):
             _give_back(pool, conn)
 
     def _query(self, conn: psycopg.Connection, sql: str) -> tuple[Sequence[str], list[Sequence[Any]], bool]:
-        deadline = time.monotonic() + self.timeout_s
-        first = min(FETCH_BATCH, self.max_rows) + 1
         cursor = conn.cursor()
         failure: Optional[psycopg.Error] = None
         try:
             with conn.pipeline():
                 try:
                     cursor.execute("BEGIN READ ONLY")
-                    for statement in self._limits:
-                        cursor.execute(statement)
+                    cursor.execute(self._limits)
                     cursor.execute(f"DECLARE {CURSOR} NO SCROLL CURSOR FOR {sql}")
-                    cursor.execute(f"FETCH FORWARD {first} FROM {CURSOR}")
+                    cursor.execute(f"FETCH FORWARD {self.max_rows + 1} FROM {CURSOR}")
+                    conn.cursor().execute("ROLLBACK")  # its own cursor: ``cursor`` keeps the FETCH's rows
                 except psycopg.Error as error:  # an early result already failed: the rest is aborted
                     failure = error
         except psycopg.Error as error:
             failure = failure or error  # keep the first error, not "pipeline aborted"
         if failure is not None:
-            raise failure
+            raise failure  # the connection goes back to the pool through a ROLLBACK (_give_back)
         columns = [column.name for column in cursor.description or ()]
-        batches = _Batches(cursor, cursor.fetchall(), first, deadline, self.timeout_s)
-        rows, truncated = fetch_capped(batches, self.max_rows, FETCH_BATCH)
-        return columns, rows, truncated
+        rows = cursor.fetchall()
+        truncated = len(rows) > self.max_rows
+        return columns, rows[: self.max_rows] if truncated else rows, truncated
 
     def _is_timeout(self, error: BaseException) -> bool:
-        return isinstance(error, (pg_errors.QueryCanceled, pg_errors.LockNotAvailable, ResultReadTimeout))
+        return isinstance(error, (pg_errors.QueryCanceled, pg_errors.LockNotAvailable))
