@@ -18,7 +18,7 @@ from transforms.describe import DescribeQuestions
 from transforms.execute import ExecuteQueries
 from transforms.filter import FilterPairs, FilterSettings
 from transforms.generation import GenerationSettings
-from transforms.instantiate import NOTES, InstantiateParameters, InstantiateSettings, needs_execution
+from transforms.instantiate import NOTES, InstantiateParameters, InstantiateSettings
 from transforms.near_dup import MergeNearDuplicates, applies as near_dup_applies
 from transforms.normalize import NormalizeSql
 from transforms.questions import QuestionSettings, WriteQuestions
@@ -55,6 +55,7 @@ class JobConfig(NamedTuple):
     training: Optional[TrainingSettings] = None  # --preference / --format / --stage_by: DPO pairs, SFT exports
     generation: Optional[GenerationSettings] = None  # personas, teachings, synthesis, evolution, round-trip check
     near_dup_threshold: float = 0.8  # --dedup exact|question-only: merge near-duplicate questions of one SQL
+    spread_records: bool = True  # Reshuffle after reading; False only where one worker runs everything
 
 
 def output_paths(prefix: str) -> dict[str, str]:
@@ -87,11 +88,11 @@ def build(p: beam.Pipeline, config: JobConfig) -> dict[str, beam.PCollection]:
         dead_letters.append(read.dead)
     # Reshuffle breaks fusion with the parsers: one big log file is read by one worker, but
     # normalize → classify → describe (where the CPU goes) then spread over all of them.
-    logged = records = (
-        read_outputs
-        | "AllInputs" >> beam.Flatten(pipeline=p)
-        | "SpreadRecords" >> beam.Reshuffle().with_output_types(Record)
-    )
+    # With a single local worker there is nobody to spread to, and it would only cost
+    # every record an encode and a decode.
+    logged = records = read_outputs | "AllInputs" >> beam.Flatten(pipeline=p)
+    if config.spread_records:
+        logged = records = logged | "SpreadRecords" >> beam.Reshuffle().with_output_types(Record)
     generation, teachings, gen_notes, gen_steps = config.generation, None, [], {}
     if generation is not None:  # personas and teachings feed every generation prompt (as side inputs)
         from transforms.personas import MakePersonas
@@ -116,10 +117,8 @@ def build(p: beam.Pipeline, config: JobConfig) -> dict[str, beam.PCollection]:
     classified = instantiated.records | "ClassifyDifficulty" >> ClassifyDifficulty()
     describe = WriteQuestions(config.questions) if config.questions is not None else DescribeQuestions()
     described = classified.records | "DescribeQuestions" >> describe
-    # templates Instantiate could not fill were checked there already: they skip Execute
-    to_run, settled = described.records | "SplitSettled" >> beam.Partition(
-        lambda record, _: 0 if needs_execution(record) else 1, 2)
-    executed = to_run | "ExecuteQueries" >> ExecuteQueries(
+    # templates Instantiate could not fill were checked there already: Execute passes them through
+    executed = described.records | "ExecuteQueries" >> ExecuteQueries(
         config.database,
         timeout_s=config.timeout_s,
         max_rows=config.max_rows,
@@ -127,7 +126,7 @@ def build(p: beam.Pipeline, config: JobConfig) -> dict[str, beam.PCollection]:
         password_env=config.password_env,
         skip_reason=config.skip_reason,
     )
-    ran = (executed.records, settled) | "WithSettled" >> beam.Flatten()
+    ran = executed.records
     filtered = ran | "FilterPairs" >> FilterPairs(config.filter)
     validated = filtered.records
     if generation is not None and generation.evolves:

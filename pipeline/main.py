@@ -248,6 +248,19 @@ def _beam_args(rest: Sequence[str]) -> list[str]:
     return args + [f"--runner={runner}"]
 
 
+def _has_several_workers(beam_options) -> bool:
+    """False only for Beam's in-process runner with one worker (the default local run)."""
+    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+
+    runner = str(beam_options.view_as(StandardOptions).runner or "")
+    if runner not in ("FnApiRunner", "DirectRunner", "SwitchingDirectRunner", "BundleBasedDirectRunner"):
+        return True
+    workers = beam_options.view_as(DirectOptions).direct_num_workers
+    if workers == 0:  # Beam's "one per core"
+        workers = os.cpu_count() or 1
+    return (workers or 1) > 1
+
+
 def _ensure_local_parent(prefix: str) -> None:
     if "://" not in prefix:
         parent = os.path.dirname(os.path.abspath(prefix))
@@ -278,6 +291,7 @@ def run(argv: Sequence[str], prog: str = "sqlpairs run") -> int:
         beam_options.view_as(SqlPairsOptions)
     except SystemExit:
         raise UserError(f"unrecognised options: {' '.join(unknown)}") from None
+    config = config._replace(spread_records=_has_several_workers(beam_options))
     started = time.monotonic()
     pipeline = beam.Pipeline(options=beam_options)
     build(pipeline, config)

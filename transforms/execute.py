@@ -171,6 +171,9 @@ class _ExecuteGroupsFn(beam.DoFn):
     def process(self, element: tuple[str, Iterable[Record]]) -> Iterator:
         _, records = element
         first = next(iter(records))
+        if first.execution is not None:  # settled before this stage (keyed apart): passes through
+            yield from records
+            return
         url = self._databases.url_for(first.db_id)
         if url is None:
             for record in records:
@@ -201,16 +204,30 @@ class _MarkSkippedFn(beam.DoFn):
         self.reason = reason
 
     def process(self, record: Record) -> Iterator[Record]:
+        if record.execution is not None:  # settled before this stage
+            yield record
+            return
         count("execute.status.skipped")
         yield record._replace(execution=Execution(status="skipped", error=self.reason))
 
 
+#: Key prefix of records that already carry an execution: grouped apart, never run.
+_SETTLED = "\x00settled"
+
+
 def _group_key(record: Record) -> tuple[str, str]:
+    if record.execution is not None:
+        return (_SETTLED, record.id)
     return (record.db_id or "", record.sql_fingerprint or "")
 
 
 class ExecuteQueries(beam.PTransform):
     """Records → records with ``execution`` filled in; unrunnable ones to ``dead``.
+
+    A record that already carries an ``execution`` (a template Instantiate could not
+    fill, checked there) passes through unchanged. It travels through the same
+    grouping instead of around the stage: a Partition and a Flatten would cost every
+    record one more encode and decode between fused stages.
 
     With ``database=None`` (``--validate parse|none``) every record is marked
     ``execution.status = skipped`` and nothing is run.

@@ -636,11 +636,6 @@ class _InstantiateFn(beam.DoFn):
         yield record._replace(execution=execution._replace(elapsed_ms=None))
 
 
-def needs_execution(record: Record) -> bool:
-    """Whether Execute still has to run ``record`` (Instantiate already settled templates it could not fill)."""
-    return record.execution is None
-
-
 class InstantiateParameters(beam.PTransform):
     """Records → records with every parameterized template filled in (or kept, marked); plus
     ``dead`` (templates that could not be handled) and ``notes`` (report counts).

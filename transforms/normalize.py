@@ -90,9 +90,14 @@ def referenced_tables(tree: exp.Expression) -> tuple[str, ...]:
     >>> referenced_tables(sqlglot.parse_one("WITH c AS (SELECT * FROM s.a) SELECT * FROM c JOIN b ON 1=1"))
     ('b', 's.a')
     """
-    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    ctes, tables = set(), []
+    for node in tree.find_all(exp.CTE, exp.Table):  # one walk of the tree
+        if isinstance(node, exp.CTE):
+            ctes.add(node.alias_or_name)
+        else:
+            tables.append(node)
     names = set()
-    for table in tree.find_all(exp.Table):
+    for table in tables:
         name = table.name
         if not name or (not table.db and name in ctes):
             continue
@@ -127,11 +132,11 @@ def normalize_sql(sql: str, source_dialect: str, target_dialect: str) -> Normali
         raise SqlRejected("safety", reason.split(":", 1)[0], reason)
     tree = next(s for s in statements if s is not None)  # `;SELECT 1` parses as [None, Select]
     try:
-        tree = normalize_identifiers(tree, dialect=source_dialect)
+        tree = normalize_identifiers(tree, dialect=parsing.dialect(source_dialect))
         if target_dialect != source_dialect:
             # then by the target's rules, so the output is already in the target's canonical
             # case (Snowflake's NAME is PostgreSQL's name): normalizing it again changes nothing
-            tree = normalize_identifiers(tree, dialect=target_dialect)
+            tree = normalize_identifiers(tree, dialect=parsing.dialect(target_dialect))
         level = ErrorLevel.IGNORE if source_dialect == target_dialect else ErrorLevel.RAISE
         # Within one of these dialects the generator prints the tree without copying it first
         # (the copy costs more than the parse). Their transforms only touch constructs the
