@@ -120,3 +120,37 @@ def test_without_database_everything_is_skipped():
         out = normalized.records | ExecuteQueries(None, skip_reason="not executed (--validate parse)")
         assert_that(out.records | beam.Map(lambda r: (r.execution.status, r.execution.error)),
                     equal_to([("skipped", "not executed (--validate parse)")]))
+
+
+@pytest.mark.parametrize("prefetch", [False, True])
+def test_each_distinct_query_runs_once_with_or_without_prefetch(prefetch, monkeypatch):
+    """Prefetching (one local worker) starts queries before the shuffle; the Execute stage then
+    takes those runs: still one run per distinct query, and the same results as without it."""
+    import threading
+
+    import transforms.execute as execute
+
+    runs: list[str] = []
+    lock = threading.Lock()
+    real_run_query = execute.run_query
+
+    def counting_run_query(executor, sql, dialect):
+        with lock:
+            runs.append(sql)
+        return real_run_query(executor, sql, dialect)
+
+    monkeypatch.setattr(execute, "run_query", counting_run_query)
+    sqls = ["SELECT count(*) FROM Artist", "SELECT Name FROM Genre ORDER BY Name LIMIT 3", "SELECT 1 AS one"]
+    records = [new_record(sql, f"q{i}-{n}") for i, sql in enumerate(sqls) for n in range(4)]
+    with make_pipeline() as p:
+        normalized = p | beam.Create(records) | NormalizeSql("sqlite")
+        out = normalized.records | ExecuteQueries(f"sqlite:///{CHINOOK}", prefetch=prefetch)
+        assert_that(out.records | beam.Map(lambda r: (r.question, r.execution.status, r.execution.row_count)),
+                    equal_to([(f"q{i}-{n}", "ok", (1, 3, 1)[i]) for i in range(3) for n in range(4)]))
+    assert sorted(runs) == sorted(normalize_one(sql) for sql in sqls)
+
+
+def normalize_one(sql: str) -> str:
+    from transforms.normalize import normalize_sql
+
+    return normalize_sql(sql, "sqlite", "sqlite").sql

@@ -251,3 +251,11 @@ def test_other_tool_names_are_an_option():
     data = jsonl(user("Q"), assistant_call("c1", "SELECT 1", name="run_sql"), tool_result("c1", "ok"))
     assert parse(data) == []
     assert summary(parse(data, tool_name="run_sql")) == [("chat.jsonl#1.0", "SELECT 1", True)]
+
+
+@pytest.mark.parametrize("name", ["chat.jsonl", "chat.json"])
+def test_an_escaped_lone_surrogate_in_a_message_is_not_utf8(name):
+    """Lines without a ``\\uD8xx`` escape skip the surrogate scan; one with it must still be caught."""
+    line = json.dumps([user("How many?"), assistant_call("c1", sql="SELECT 1")]).replace("How many?", "How \\ud800?")
+    items = parse(line.encode() + b"\n", name)
+    assert any(isinstance(i, ReadReject) and i.reason == "not_utf8" for i in items)

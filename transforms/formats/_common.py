@@ -153,6 +153,7 @@ def record_to_pair(
     db_id_field: Optional[str],
     source: str,
     success_field: Optional[str] = "success",
+    check_unicode: bool = True,
 ) -> Item:
     """Map one flat record (a JSON object, CSV row or parquet row) to a pair or a reject.
 
@@ -160,6 +161,7 @@ def record_to_pair(
     wrong type is ``wrong_type:<name>`` (SQL and question must be text; a db id may
     also be an integer; ``success`` must be a bool or a CSV-style true/false word);
     blank SQL is ``empty_sql``. Every other non-null field goes to ``extra``.
+    ``check_unicode=False`` skips looking for lone surrogates (the reader knows there are none).
 
     >>> pair = record_to_pair({"sql": " SELECT 1 ", "q": "One?", "ms": 3}, "f:1", sql_field="sql",
     ...                       question_field="q", db_id_field=None, source="log")
@@ -168,7 +170,7 @@ def record_to_pair(
     >>> record_to_pair({"sql": 7}, "f:2", sql_field="sql", question_field=None, db_id_field=None, source="log")
     ReadReject(origin='f:2', reason='wrong_type:sql', detail='int: 7')
     """
-    bad = find_bad_unicode(record)
+    bad = find_bad_unicode(record) if check_unicode else None
     if bad is not None:
         return ReadReject(origin, "not_utf8", excerpt(bad))
     raw_sql = record.get(sql_field)

@@ -103,8 +103,9 @@ def _parse_chat(stream, path, tool_name, window, db_id) -> Iterator[Item]:
             yield item
             continue
         value = item.value
+        check = not item.clean
         if _is_message(value):
-            yield from file_conversation.add(value)
+            yield from file_conversation.add(value, check)
             continue
         messages, meta = _as_conversation(value)
         if messages is None:
@@ -118,7 +119,7 @@ def _parse_chat(stream, path, tool_name, window, db_id) -> Iterator[Item]:
         conversation_id = str(conversation_id) if isinstance(conversation_id, (str, int)) else None
         conversation = _Conversation(item.origin, tool_name, window, conversation_db, conversation_id)
         for message in messages:
-            yield from conversation.add(message)
+            yield from conversation.add(message, check)
         yield from conversation.finish()
     yield from file_conversation.finish()
 
@@ -215,14 +216,16 @@ class _Conversation:
         self._calls: dict[str, _Pending] = {}
 
     # -- feeding ---------------------------------------------------------------
-    def add(self, message: Any) -> Iterator[Item]:
+    def add(self, message: Any, check_unicode: bool = True) -> Iterator[Item]:
+        """Feed the next message; ``check_unicode=False`` when the reader knows no string in it
+        can hold a lone surrogate (looking costs as much as parsing the message)."""
         index = self._index
         self._index += 1
         origin = f"{self._origin}#{index}"
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
             self._queue.append(ReadReject(origin, "malformed_message", f"no role: {excerpt(message)}"))
             return self._ready()
-        bad = find_bad_unicode(message)
+        bad = find_bad_unicode(message) if check_unicode else None
         if bad is not None:
             self._queue.append(ReadReject(origin, "not_utf8", excerpt(bad)))
             return self._ready()

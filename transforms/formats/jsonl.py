@@ -18,6 +18,7 @@ Each object goes through :func:`transforms.formats._common.record_to_pair`.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, BinaryIO, Iterator, NamedTuple, Optional, Union
 
 from transforms.formats import RawPair, ReadReject
@@ -41,6 +42,20 @@ class JsonValue(NamedTuple):
     origin: str  # "path:line" (line mode) or "path#index" / "path" (document mode)
     value: Any
     line_mode: bool
+    clean: bool = False  # True: no string inside can hold a lone surrogate (no need to look)
+
+
+#: A JSON escape of a UTF-16 surrogate, the only way a strictly decoded line can yield one.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+
+
+def may_hold_surrogates(text: str) -> bool:
+    r"""Whether JSON text decoded strictly from UTF-8 can give a string with a lone surrogate.
+
+    >>> may_hold_surrogates('{"a": "caf\u00e9"}'), may_hold_surrogates('{"a": "\\ud800"}')
+    (False, True)
+    """
+    return "\\u" in text and _SURROGATE_ESCAPE.search(text) is not None
 
 
 def iter_json_values(stream: BinaryIO, path: str) -> Iterator[Union[JsonValue, ReadReject]]:
@@ -136,7 +151,8 @@ def _values_of_lines(lines, path: str, replay) -> Iterator[Union[JsonValue, Read
             except (ValueError, RecursionError) as error:
                 yield ReadReject(origin, "invalid_json", excerpt(f"{type(error).__name__}: {error}"))
                 continue
-            yield JsonValue(origin, value, True)
+            # strictly decoded: only a \uD8xx escape can make a lone surrogate, and it is rare
+            yield JsonValue(origin, value, True, clean=not may_hold_surrogates(text))
 
 
 def parse_json_records(
@@ -172,6 +188,7 @@ def _parse_json_records(stream, path, sql_field, question_field, db_id_field, so
         yield record_to_pair(
             item.value,
             origin,
+            check_unicode=not item.clean,
             sql_field=sql_field,
             question_field=question_field,
             db_id_field=db_id_field,
