@@ -240,9 +240,10 @@ class _CountInBundleFn(beam.DoFn):
 
     Why not ``Count.PerElement`` over a flatten of every step's keys: the flatten of
     PCollections made in different fused stages is materialized, so every record
-    of every step would be encoded and decoded once more only to be counted (the
-    report then cost more than Normalize). Counting inside the producing stage
-    sends a few dozen ``(key, n)`` pairs per bundle instead.
+    of every step would be encoded and decoded once more only to be counted (on a
+    5,000-record log: 52k of the run's 70k element encodes). Counting inside the
+    producing stage sends a few dozen ``(key, n)`` pairs per bundle instead; a bundle
+    that fails and is retried discards its counts with its outputs.
     """
 
     def __init__(self, keys_of: Callable[[object], Iterable[str]]):
