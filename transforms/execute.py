@@ -166,8 +166,8 @@ def run_query(executor: Executor, sql: str, dialect: Optional[str]) -> Execution
     return executor.execute(sql, ordered=top_level_order_by(sql, dialect))
 
 
-class _ExecuteGroupsFn(beam.DoFn):
-    """Runs one query per (database, SQL) group, up to ``max_connections`` at once."""
+class _WithExecutorsFn(beam.DoFn):
+    """A DoFn using this process's shared ``ExecutorSet`` for ``database``: acquired at setup, released at teardown."""
 
     def __init__(self, database: str, settings: dict[str, Any], max_connections: int):
         self.database = database
@@ -177,6 +177,18 @@ class _ExecuteGroupsFn(beam.DoFn):
     def setup(self) -> None:
         self._executors = _acquire_executors(self.database, self.settings, self.max_connections)
         self._databases = DatabaseMap.parse(self.database)
+
+    def teardown(self) -> None:
+        executors = getattr(self, "_executors", None)
+        if executors is not None:
+            executors.release()
+
+
+class _ExecuteGroupsFn(_WithExecutorsFn):
+    """Runs one query per (database, SQL) group, up to ``max_connections`` at once."""
+
+    def setup(self) -> None:
+        super().setup()
         self._pool = ThreadPoolExecutor(self.max_connections, thread_name_prefix="sqlpairs-execute")
 
     def start_bundle(self) -> None:
@@ -243,22 +255,11 @@ class _ExecuteGroupsFn(beam.DoFn):
         pool = getattr(self, "_pool", None)
         if pool is not None:
             pool.shutdown(wait=True)
-        executors = getattr(self, "_executors", None)
-        if executors is not None:
-            executors.release()
+        super().teardown()
 
 
-class _PrefetchFn(beam.DoFn):
+class _PrefetchFn(_WithExecutorsFn):
     """Passes records on unchanged, starting each distinct query on the shared executors (``ExecutorSet.prefetch``)."""
-
-    def __init__(self, database: str, settings: dict[str, Any], max_connections: int):
-        self.database = database
-        self.settings = settings
-        self.max_connections = max_connections
-
-    def setup(self) -> None:
-        self._executors = _acquire_executors(self.database, self.settings, self.max_connections)
-        self._databases = DatabaseMap.parse(self.database)
 
     def process(self, record: Record) -> Iterator[Record]:
         if record.execution is None and record.normalized_sql:
@@ -269,11 +270,6 @@ class _PrefetchFn(beam.DoFn):
                 except Exception:  # noqa: BLE001 - only a head start: Execute runs it and reports any failure
                     _LOGGER.debug("prefetch failed", exc_info=True)
         yield record
-
-    def teardown(self) -> None:
-        executors = getattr(self, "_executors", None)
-        if executors is not None:
-            executors.release()
 
 
 class _MarkSkippedFn(beam.DoFn):

@@ -38,39 +38,29 @@ def dialect(name: Optional[str]) -> Dialect:
     return Dialect.get_or_raise(name or None)
 
 
-def _objects() -> dict:
-    found = getattr(_local, "objects", None)
+def _per_thread(key: tuple, make):
+    """This thread's object for ``key``, made by ``make()`` on first use."""
+    objects = getattr(_local, "objects", None)
+    if objects is None:
+        objects = _local.objects = {}
+    found = objects.get(key)
     if found is None:
-        found = _local.objects = {}
+        found = objects[key] = make()
     return found
 
 
 def tokenizer(name: Optional[str]) -> Tokenizer:
     """This thread's tokenizer for a dialect."""
-    objects = _objects()
-    key = ("tokenizer", name or "")
-    found = objects.get(key)
-    if found is None:
-        found = objects[key] = dialect(name).tokenizer()
-    return found
+    return _per_thread(("tokenizer", name or ""), lambda: dialect(name).tokenizer())
 
 
 def _parser(name: Optional[str]) -> Parser:
-    objects = _objects()
-    key = ("parser", name or "")
-    found = objects.get(key)
-    if found is None:
-        found = objects[key] = dialect(name).parser()
-    return found
+    return _per_thread(("parser", name or ""), lambda: dialect(name).parser())
 
 
 def _generator(name: Optional[str], level: ErrorLevel) -> Generator:
-    objects = _objects()
-    key = ("generator", name or "", level)
-    found = objects.get(key)
-    if found is None:
-        found = objects[key] = dialect(name).generator(comments=False, unsupported_level=level)
-    return found
+    return _per_thread(("generator", name or "", level),
+                       lambda: dialect(name).generator(comments=False, unsupported_level=level))
 
 
 def tokenize(sql: str, name: Optional[str]) -> list[Token]:
