@@ -365,8 +365,11 @@ def _restart_when_busy(done: threading.Event, restarted: list) -> None:
     while not done.is_set() and time.monotonic() < deadline:
         try:
             with fx.pg_connect() as conn:
+                # one of the job's own queries (its DECLARE, or the FETCH that runs it), not the start-up
+                # connection check: a restart before any query starts cuts nothing
                 busy = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'sqlpairs' "
-                                    "AND state = 'active'").fetchone()[0]
+                                    "AND state = 'active' AND (query LIKE '%JOIN big b%' OR query LIKE 'FETCH %')"
+                                    ).fetchone()[0]
         except psycopg.Error:
             busy = 0
         if busy:
