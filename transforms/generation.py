@@ -15,7 +15,6 @@ phrasing. Near-duplicate merging needs no model and always works.
 from __future__ import annotations
 
 import hashlib
-import os
 from typing import Any, Iterable, Mapping, NamedTuple, Optional
 
 from adapters.llm import LlmSettings
@@ -115,38 +114,6 @@ def dead_notes(dead: Any) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _llm_settings(values: Any) -> LlmSettings:
-    """``LlmSettings`` from the ``--llm_*`` options (the same mapping ``transforms.questions`` uses)."""
-    return LlmSettings(
-        backend=values.llm,
-        model=values.llm_model,
-        endpoint=values.llm_endpoint,
-        project=values.llm_project,
-        location=values.llm_location,
-        api_key_env=values.llm_api_key_env,
-        temperature=values.llm_temperature,
-        max_in_flight=values.llm_max_in_flight,
-        rpm=values.llm_rpm,
-        retries=values.llm_retries,
-        timeout_s=values.llm_timeout_s,
-        backoff_s=values.llm_backoff_s,
-        cache=values.llm_cache,
-        price_in=values.llm_price_in,
-        price_out=values.llm_price_out,
-    )
-
-
-def _check_model(flag: str, settings: LlmSettings, key_flag: str, endpoint_flag: str) -> None:
-    from pipeline.errors import UserError
-
-    if settings.api_key_env and settings.api_key_env not in os.environ:
-        raise UserError(f"{key_flag} {settings.api_key_env}: that variable is not set")
-    if settings.backend == "gemini" and not (settings.project or settings.api_key_env):
-        raise UserError(f"{flag} gemini needs --llm_project (Vertex AI) or {key_flag} (a Gemini API key)")
-    if settings.backend == "openai" and not (settings.endpoint or settings.api_key_env):
-        raise UserError(f"{flag} openai needs {key_flag} for OpenAI, or {endpoint_flag} for a local server")
-
-
 def consistency_llm_settings(values: Any, llm: LlmSettings) -> LlmSettings:
     """The round-trip model: ``--consistency_llm*`` where given, else the ``--llm*`` settings; temperature 0.
 
@@ -172,6 +139,7 @@ def generation_settings(values: Any, *, database: Optional[str], dialect: Option
     """
     from pipeline.errors import UserError
     from transforms.catalog import targets as database_targets
+    from transforms.llm_options import check_model, model_settings
     from transforms.evolve import parse_techniques
     from transforms.personas import load_personas_file
     from transforms.read import split_patterns
@@ -195,19 +163,18 @@ def generation_settings(values: Any, *, database: Optional[str], dialect: Option
         raise UserError("give --personas N (generated) or --personas_file (yours), not both")
     if database is None:
         raise UserError(f"{asked[0]} executes every new SQL: give --database (and do not set --validate parse|none)")
-    llm = _llm_settings(values)
+    llm = model_settings(values)
     consistency_llm = consistency_llm_settings(values, llm) if values.consistency else None
     model_flags = [flag for flag in asked if flag != "--personas_file" and flag != "--consistency"]
     if llm.backend == "rules" and model_flags:
         raise UserError(f"{model_flags[0]} needs a model that writes questions and SQL: add --llm gemini|openai")
     if llm.backend != "rules":
-        _check_model("--llm", llm, "--llm_api_key_env", "--llm_endpoint")
+        check_model("--llm", llm)
     if consistency_llm is not None:
         if consistency_llm.backend == "rules":
             raise UserError("--consistency needs a model that writes SQL: add --consistency_llm gemini|openai "
                             "(or --llm gemini|openai)")
-        _check_model("--consistency_llm", consistency_llm, "--consistency_llm_api_key_env",
-                     "--consistency_llm_endpoint")
+        check_model("--consistency_llm", consistency_llm, project_flag="--llm_project")
     if values.breadth and values.dedup in ("sql-only", "template"):
         raise UserError(f"--breadth writes several questions for one SQL, which --dedup {values.dedup} would merge "
                         "back into one: use --dedup exact (near-duplicate questions are merged by --near_dup_threshold)")

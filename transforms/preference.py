@@ -521,10 +521,9 @@ def preference_settings(values: Any, *, database: Optional[str], schema: SchemaS
 
     Raises ``pipeline.errors.UserError`` for combinations that cannot work.
     """
-    import os
-
     from pipeline.errors import UserError
     from transforms.execute import default_max_connections
+    from transforms.llm_options import check_model, model_settings
 
     if not values.preference:
         return None
@@ -533,30 +532,9 @@ def preference_settings(values: Any, *, database: Optional[str], schema: SchemaS
     if not values.weak_llm:
         raise UserError("--preference needs a weak model: --weak_llm openai (with --weak_llm_endpoint for a local "
                         "server) or --weak_llm gemini")
-    if values.weak_llm_api_key_env and values.weak_llm_api_key_env not in os.environ:
-        raise UserError(f"--weak_llm_api_key_env {values.weak_llm_api_key_env}: that variable is not set")
-    if values.weak_llm == "gemini" and not (values.weak_llm_project or values.weak_llm_api_key_env):
-        raise UserError("--weak_llm gemini needs --weak_llm_project (Vertex AI) or --weak_llm_api_key_env")
-    if values.weak_llm == "openai" and not (values.weak_llm_endpoint or values.weak_llm_api_key_env):
-        raise UserError("--weak_llm openai needs --weak_llm_endpoint for a local server, or --weak_llm_api_key_env")
-    llm = LlmSettings(
-        backend=values.weak_llm,
-        model=values.weak_llm_model,
-        endpoint=values.weak_llm_endpoint,
-        project=values.weak_llm_project,
-        location=values.weak_llm_location,
-        api_key_env=values.weak_llm_api_key_env,
-        temperature=values.weak_temperature,
-        max_output_tokens=WEAK_MAX_OUTPUT_TOKENS,
-        max_in_flight=values.llm_max_in_flight,
-        rpm=values.llm_rpm,
-        retries=values.llm_retries,
-        timeout_s=values.llm_timeout_s,
-        backoff_s=values.llm_backoff_s,
-        cache=values.llm_cache,
-        price_in=values.weak_llm_price_in,
-        price_out=values.weak_llm_price_out,
-    )
+    llm = model_settings(values, "weak_llm", temperature=values.weak_temperature,
+                         max_output_tokens=WEAK_MAX_OUTPUT_TOKENS)
+    check_model("--weak_llm", llm)
     return PreferenceSettings(
         llm=llm,
         database=database,

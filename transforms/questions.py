@@ -435,9 +435,8 @@ def question_settings(values: Any, *, dialect: Optional[str], database: Optional
     Raises ``pipeline.errors.UserError`` for combinations that cannot work, before any
     pipeline starts.
     """
-    import os
-
     from pipeline.errors import UserError
+    from transforms.llm_options import check_model, model_settings
     from transforms.read import split_patterns
 
     try:
@@ -450,29 +449,8 @@ def question_settings(values: Any, *, dialect: Optional[str], database: Optional
         if styles:
             raise UserError("--question_styles needs a model: add --llm gemini or --llm openai")
         return None
-    if values.llm_api_key_env and values.llm_api_key_env not in os.environ:
-        raise UserError(f"--llm_api_key_env {values.llm_api_key_env}: that variable is not set")
-    if values.llm == "gemini" and not (values.llm_project or values.llm_api_key_env):
-        raise UserError("--llm gemini needs --llm_project (Vertex AI) or --llm_api_key_env (a Gemini API key)")
-    if values.llm == "openai" and not (values.llm_endpoint or values.llm_api_key_env):
-        raise UserError("--llm openai needs --llm_api_key_env for OpenAI, or --llm_endpoint for a local server")
-    llm = LlmSettings(
-        backend=values.llm,
-        model=values.llm_model,
-        endpoint=values.llm_endpoint,
-        project=values.llm_project,
-        location=values.llm_location,
-        api_key_env=values.llm_api_key_env,
-        temperature=values.llm_temperature,
-        max_in_flight=values.llm_max_in_flight,
-        rpm=values.llm_rpm,
-        retries=values.llm_retries,
-        timeout_s=values.llm_timeout_s,
-        backoff_s=values.llm_backoff_s,
-        cache=values.llm_cache,
-        price_in=values.llm_price_in,
-        price_out=values.llm_price_out,
-    )
+    llm = model_settings(values)
+    check_model("--llm", llm)
     return QuestionSettings(
         llm=llm,
         per_sql=values.questions_per_sql,
