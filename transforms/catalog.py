@@ -187,7 +187,7 @@ class Workbench:
         tag = "workbench:" + hashlib.sha256(repr((self.database, sorted(settings.items()))).encode()).hexdigest()
         self._executors = _SHARED.acquire(lambda: ExecutorSet(settings), tag=tag)
         self._databases = DatabaseMap.parse(self.database)
-        self._ddl = _load_ddl(self.schema_patterns, self.schema_dialect)
+        self._ddl = table_schema.load_ddl(self.schema_patterns, self.schema_dialect)
         return self
 
     def url_for(self, db_id: Optional[str]) -> Optional[str]:
@@ -221,19 +221,6 @@ _SHARED = Shared()
 #: DoFn of the process reads the same one, and a 500-table database is described once.
 _CATALOGS: dict[tuple, Catalog] = {}
 _CATALOG_LOCK = threading.Lock()
-
-
-def _load_ddl(patterns: Sequence[str], dialect: Optional[str]) -> dict[str, Table]:
-    if not patterns:
-        return {}
-    from apache_beam.io.filesystems import FileSystems
-
-    texts = []
-    for result in FileSystems.match(list(patterns)):
-        for metadata in sorted(result.metadata_list, key=lambda m: m.path):
-            with FileSystems.open(metadata.path) as handle:
-                texts.append(handle.read().decode("utf-8", errors="replace"))
-    return table_schema.tables_from_ddl(texts, dialect)
 
 
 def targets(database: str) -> list[tuple[str, str]]:

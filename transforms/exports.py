@@ -441,18 +441,6 @@ class SchemaSource(NamedTuple):
         return bool(self.patterns or self.database)
 
 
-def load_ddl(patterns: Sequence[str], dialect: Optional[str]) -> dict[str, table_schema.Table]:
-    """Tables described by the DDL files ``patterns`` match (any Beam filesystem)."""
-    if not patterns:
-        return {}
-    texts = []
-    for result in FileSystems.match(list(patterns)):
-        for metadata in sorted(result.metadata_list, key=lambda m: m.path):
-            with FileSystems.open(metadata.path) as handle:
-                texts.append(handle.read().decode("utf-8", errors="replace"))
-    return table_schema.tables_from_ddl(texts, dialect)
-
-
 class SchemaLookup:
     """The tables a record's SQL reads, described once per worker.
 
@@ -464,7 +452,7 @@ class SchemaLookup:
 
     def __init__(self, source: SchemaSource):
         self.source = source
-        self._ddl = load_ddl(source.patterns, source.dialect)
+        self._ddl = table_schema.load_ddl(source.patterns, source.dialect)
         self._live: dict[tuple[str, str], Optional[table_schema.Table]] = {}
         self._executors = None
         self._databases = None

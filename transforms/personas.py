@@ -195,17 +195,6 @@ class _ApplyPersonasFn(beam.DoFn):
             yield key, persona
 
 
-class _WritePersonasFn(beam.DoFn):
-    def __init__(self, path: str):
-        self.path = path
-
-    def process(self, personas: list) -> Iterator[str]:
-        from transforms.write import write_text_file
-
-        write_text_file(self.path, personas_json(personas))
-        yield self.path
-
-
 class PersonaOutputs(NamedTuple):
     personas: beam.PCollection  # (db key or "*", Persona)
     notes: beam.PCollection
@@ -236,10 +225,11 @@ class MakePersonas(beam.PTransform):
         applied = results | "ApplyPersonas" >> beam.ParDo(_ApplyPersonasFn(count)).with_outputs("notes", main="personas")
         if settings.output:
             from transforms.generation import output_paths
+            from transforms.write import WriteTextFileFn
 
             (applied.personas
              | "AllPersonas" >> beam.combiners.ToList()
-             | "WritePersonas" >> beam.ParDo(_WritePersonasFn(output_paths(settings.output)["personas"])))
+             | "WritePersonas" >> beam.ParDo(WriteTextFileFn(output_paths(settings.output)["personas"], personas_json)))
         notes = (tasks.notes, applied.notes) | "PersonaNotes" >> beam.Flatten()
         return PersonaOutputs(applied.personas, notes)
 

@@ -259,7 +259,7 @@ class _BuildTasksFn(beam.DoFn):
         self.settings = settings
 
     def setup(self) -> None:
-        self._ddl = _load_ddl(self.settings.schema_patterns, self.settings.schema_dialect)
+        self._ddl = table_schema.load_ddl(self.settings.schema_patterns, self.settings.schema_dialect)
         self._live: dict[tuple[str, str], Optional[table_schema.Table]] = {}
         self._executors = None
         self._databases = None
@@ -298,19 +298,6 @@ class _BuildTasksFn(beam.DoFn):
     def teardown(self) -> None:
         if self._executors is not None:
             self._executors.close()
-
-
-def _load_ddl(patterns: Sequence[str], dialect: Optional[str]) -> dict[str, table_schema.Table]:
-    if not patterns:
-        return {}
-    from apache_beam.io.filesystems import FileSystems
-
-    texts = []
-    for result in FileSystems.match(list(patterns)):
-        for metadata in sorted(result.metadata_list, key=lambda m: m.path):
-            with FileSystems.open(metadata.path) as handle:
-                texts.append(handle.read().decode("utf-8", errors="replace"))
-    return table_schema.tables_from_ddl(texts, dialect)
 
 
 class _ApplyRepliesFn(beam.DoFn):

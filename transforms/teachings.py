@@ -381,17 +381,6 @@ def _apply_teachings(result: PredictionResult) -> Iterator:
     yield key, merge_teachings(model, rules)
 
 
-class _WriteTeachingsFn(beam.DoFn):
-    def __init__(self, path: str):
-        self.path = path
-
-    def process(self, teachings: list) -> Iterator[str]:
-        from transforms.write import write_text_file
-
-        write_text_file(self.path, teachings_json(teachings))
-        yield self.path
-
-
 class TeachingOutputs(NamedTuple):
     teachings: beam.PCollection  # (db key or "*", Teachings)
     notes: beam.PCollection
@@ -424,9 +413,10 @@ class MakeTeachings(beam.PTransform):
         teachings = (tasks.done, applied.teachings) | "AllTeachings" >> beam.Flatten()
         if settings.output:
             from transforms.generation import output_paths
+            from transforms.write import WriteTextFileFn
 
             (teachings
              | "TeachingsList" >> beam.combiners.ToList()
-             | "WriteTeachings" >> beam.ParDo(_WriteTeachingsFn(output_paths(settings.output)["teachings"])))
+             | "WriteTeachings" >> beam.ParDo(WriteTextFileFn(output_paths(settings.output)["teachings"], teachings_json)))
         notes = (tasks.notes, applied.notes) | "TeachingNotes" >> beam.Flatten()
         return TeachingOutputs(teachings, notes)

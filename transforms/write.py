@@ -36,6 +36,17 @@ def write_text_file(path: str, text: str) -> None:
     FileSystems.rename([temporary], [path])
 
 
+class WriteTextFileFn(beam.DoFn):
+    """Writes one element, rendered by ``render``, as the whole file ``path``; outputs the path."""
+
+    def __init__(self, path: str, render: Callable[[object], str]):
+        self.path, self.render = path, render
+
+    def process(self, element: object):
+        write_text_file(self.path, self.render(element))
+        yield self.path
+
+
 class _WriteShardFn(beam.DoFn):
     def __init__(self, prefix: str, num_shards: int, suffix: str):
         self.prefix, self.num_shards, self.suffix = prefix, num_shards, suffix
