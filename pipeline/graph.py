@@ -125,7 +125,6 @@ def build(p: beam.Pipeline, config: JobConfig) -> dict[str, beam.PCollection]:
         max_connections=config.max_connections,
         password_env=config.password_env,
         skip_reason=config.skip_reason,
-        prefetch=not config.spread_records,  # one local worker: the database works while the log is parsed
     )
     ran = executed.records
     filtered = ran | "FilterPairs" >> FilterPairs(config.filter)

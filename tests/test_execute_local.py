@@ -122,10 +122,8 @@ def test_without_database_everything_is_skipped():
                     equal_to([("skipped", "not executed (--validate parse)")]))
 
 
-@pytest.mark.parametrize("prefetch", [False, True])
-def test_each_distinct_query_runs_once_with_or_without_prefetch(prefetch, monkeypatch):
-    """Prefetching (one local worker) starts queries before the shuffle; the Execute stage then
-    takes those runs: still one run per distinct query, and the same results as without it."""
+def test_each_distinct_query_runs_once(monkeypatch):
+    """Records of one (database, SQL) share one run and its result."""
     import threading
 
     import transforms.execute as execute
@@ -144,7 +142,7 @@ def test_each_distinct_query_runs_once_with_or_without_prefetch(prefetch, monkey
     records = [new_record(sql, f"q{i}-{n}") for i, sql in enumerate(sqls) for n in range(4)]
     with make_pipeline() as p:
         normalized = p | beam.Create(records) | NormalizeSql("sqlite")
-        out = normalized.records | ExecuteQueries(f"sqlite:///{CHINOOK}", prefetch=prefetch)
+        out = normalized.records | ExecuteQueries(f"sqlite:///{CHINOOK}")
         assert_that(out.records | beam.Map(lambda r: (r.question, r.execution.status, r.execution.row_count)),
                     equal_to([(f"q{i}-{n}", "ok", (1, 3, 1)[i]) for i in range(3) for n in range(4)]))
     assert sorted(runs) == sorted(normalize_one(sql) for sql in sqls)

@@ -41,11 +41,6 @@ def default_max_connections() -> int:
     return 4 * (os.cpu_count() or 1)
 
 
-#: Distinct queries a worker runs ahead of the Execute stage (see ``ExecutorSet.prefetch``); later ones
-#: wait for the stage. Bounds the results held until the stage takes them.
-PREFETCH_LIMIT = 20_000
-
-
 class ExecutorSet:
     """The executors of one worker process, one per database URL, built on first use."""
 
@@ -58,8 +53,6 @@ class ExecutorSet:
         self._executors: dict[str, Executor] = {}
         self._lock = threading.Lock()
         self._users = 0
-        self._prefetched: dict[tuple[str, str], Optional[Future]] = {}  # None: taken
-        self._prefetch_pool: Optional[ThreadPoolExecutor] = None
 
     def retain(self) -> "ExecutorSet":
         """Count one more DoFn instance using this set (``Shared`` hands the same set to all)."""
@@ -82,42 +75,7 @@ class ExecutorSet:
                 executor = self._executors[url] = open_executor(url, **self.settings)
             return executor
 
-    def prefetch(self, url: str, sql: str, dialect: Optional[str]) -> None:
-        """Start running a query now, before the Execute stage asks for it (``take``).
-
-        Only for a job whose stages all run in this process (one local worker): while
-        the main thread still parses the log, the database already works, instead of
-        waiting for the shuffle in front of Execute. Each distinct query still runs
-        once: the Execute stage takes the running query instead of starting it again.
-        """
-        key = (url, sql)
-        if key in self._prefetched:  # the common case, a repeat: no lock needed to see it
-            return
-        executor = self.get(url)
-        with self._lock:  # check and submit together: two threads never start the same query
-            if key in self._prefetched or len(self._prefetched) >= PREFETCH_LIMIT:
-                return
-            if self._prefetch_pool is None:
-                self._prefetch_pool = ThreadPoolExecutor(
-                    max(1, int(self.settings.get("max_connections") or 1)), thread_name_prefix="sqlpairs-prefetch")
-            self._prefetched[key] = self._prefetch_pool.submit(run_query, executor, sql, dialect)
-
-    def take(self, url: str, sql: str) -> Optional[Future]:
-        """The prefetched run of a query, if there is one (each is taken once; the key stays,
-        so a later repeat is not started again)."""
-        key = (url, sql)
-        with self._lock:
-            future = self._prefetched.get(key)
-            if future is not None:
-                self._prefetched[key] = None
-            return future
-
     def close(self) -> None:
-        with self._lock:
-            pool, self._prefetch_pool = self._prefetch_pool, None
-            self._prefetched.clear()
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
         with self._lock:
             for executor in self._executors.values():
                 try:
@@ -166,8 +124,12 @@ def run_query(executor: Executor, sql: str, dialect: Optional[str]) -> Execution
     return executor.execute(sql, ordered=top_level_order_by(sql, dialect))
 
 
-class _WithExecutorsFn(beam.DoFn):
-    """A DoFn using this process's shared ``ExecutorSet`` for ``database``: acquired at setup, released at teardown."""
+class _ExecuteGroupsFn(beam.DoFn):
+    """Runs one query per (database, SQL) group, up to ``max_connections`` at once.
+
+    The executors (connection pools) are this process's shared ``ExecutorSet``:
+    acquired at setup, released at teardown by the last DoFn instance using them.
+    """
 
     def __init__(self, database: str, settings: dict[str, Any], max_connections: int):
         self.database = database
@@ -177,18 +139,6 @@ class _WithExecutorsFn(beam.DoFn):
     def setup(self) -> None:
         self._executors = _acquire_executors(self.database, self.settings, self.max_connections)
         self._databases = DatabaseMap.parse(self.database)
-
-    def teardown(self) -> None:
-        executors = getattr(self, "_executors", None)
-        if executors is not None:
-            executors.release()
-
-
-class _ExecuteGroupsFn(_WithExecutorsFn):
-    """Runs one query per (database, SQL) group, up to ``max_connections`` at once."""
-
-    def setup(self) -> None:
-        super().setup()
         self._pool = ThreadPoolExecutor(self.max_connections, thread_name_prefix="sqlpairs-execute")
 
     def start_bundle(self) -> None:
@@ -199,10 +149,7 @@ class _ExecuteGroupsFn(_WithExecutorsFn):
 
     def _submit(self, url: str, records: Iterable[Record]) -> None:
         first = next(iter(records))
-        future = self._executors.take(url, first.normalized_sql)
-        if future is None:
-            executor = self._executors.get(url)
-            future = self._pool.submit(run_query, executor, first.normalized_sql, first.dialect)
+        future = self._pool.submit(run_query, self._executors.get(url), first.normalized_sql, first.dialect)
         self._pending[future] = records
         future.add_done_callback(self._done.put)
 
@@ -255,21 +202,9 @@ class _ExecuteGroupsFn(_WithExecutorsFn):
         pool = getattr(self, "_pool", None)
         if pool is not None:
             pool.shutdown(wait=True)
-        super().teardown()
-
-
-class _PrefetchFn(_WithExecutorsFn):
-    """Passes records on unchanged, starting each distinct query on the shared executors (``ExecutorSet.prefetch``)."""
-
-    def process(self, record: Record) -> Iterator[Record]:
-        if record.execution is None and record.normalized_sql:
-            url = self._databases.url_for(record.db_id)
-            if url is not None:
-                try:
-                    self._executors.prefetch(url, record.normalized_sql, record.dialect)
-                except Exception:  # noqa: BLE001 - only a head start: Execute runs it and reports any failure
-                    _LOGGER.debug("prefetch failed", exc_info=True)
-        yield record
+        executors = getattr(self, "_executors", None)
+        if executors is not None:
+            executors.release()
 
 
 class _MarkSkippedFn(beam.DoFn):
@@ -302,9 +237,6 @@ class ExecuteQueries(beam.PTransform):
     grouping instead of around the stage: a Partition and a Flatten would cost every
     record one more encode and decode between fused stages.
 
-    ``prefetch=True`` (only when one local worker runs every stage) starts each query
-    while records are still being read, before the shuffle; see ``ExecutorSet.prefetch``.
-
     With ``database=None`` (``--validate parse|none``) every record is marked
     ``execution.status = skipped`` and nothing is run.
     """
@@ -318,10 +250,8 @@ class ExecuteQueries(beam.PTransform):
         max_connections: Optional[int] = None,
         password_env: Optional[str] = None,
         skip_reason: str = "not executed",
-        prefetch: bool = False,
     ):
         super().__init__()
-        self.prefetch = prefetch
         self.database = database
         self.settings = {"timeout_s": timeout_s, "max_rows": max_rows}
         # Only the variable's *name* travels with the pipeline; the worker reads the
@@ -335,9 +265,6 @@ class ExecuteQueries(beam.PTransform):
             return records | "MarkSkipped" >> beam.ParDo(_MarkSkippedFn(self.skip_reason)).with_outputs(
                 DEAD, main="records"
             )
-        if self.prefetch:
-            records = records | "Prefetch" >> beam.ParDo(
-                _PrefetchFn(self.database, self.settings, self.max_connections))
         return (
             records
             | "KeyByQuery" >> beam.Map(lambda r: (_group_key(r), r))
