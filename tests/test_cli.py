@@ -72,6 +72,24 @@ def test_same_input_twice_gives_byte_identical_files(example_run, tmp_path):
     assert _read_lines(again, "-rejects") == _read_lines(example_run, "-rejects")
 
 
+def test_command_line_leaves_complete_files_and_output(example_run, tmp_path):
+    """``python -m pipeline`` ends with ``os._exit`` (no interpreter teardown): every file and
+    every line of output must already be written by then."""
+    out = tmp_path / "cli"
+    result = subprocess.run([sys.executable, "-m", "pipeline", "run", *EXAMPLE_ARGS, "--output", str(out)],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert _read_lines(out) == _read_lines(example_run)
+    assert _read_lines(out, "-rejects") == _read_lines(example_run, "-rejects")
+    report = json.loads((tmp_path / "cli-report.json").read_text(encoding="utf-8"))
+    assert report["ok"] and report["accounting"]["problems"] == []
+    assert "sqlpairs:" in result.stderr.splitlines()[-1]  # the summary line, flushed before exit
+    metadata = subprocess.run([sys.executable, "-m", "pipeline", "metadata"], cwd=REPO, capture_output=True,
+                              text=True, timeout=120)
+    assert metadata.returncode == 0
+    assert metadata.stdout == (REPO / "templates" / "metadata.json").read_text(encoding="utf-8")
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
