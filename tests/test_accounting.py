@@ -107,8 +107,6 @@ def test_a_stage_that_rejects_everything_still_balances(tmp_path):
     assert (normalize_row["in"], normalize_row["out"], normalize_row["rejected"]) == (3, 0, 3)
 
 
-@pytest.mark.xfail(strict=True, reason="dedup's merged count is inferred (in - out - rejected), so a record "
-                                       "dedup loses reads as merged; see the report to the lead")
 def test_records_lost_inside_dedup_are_caught(tmp_path, monkeypatch):
     original = DedupPairs.expand
 

@@ -36,13 +36,25 @@ def test_every_shard_exists_even_when_empty(tmp_path):
 def test_report_funnel_adds_up():
     counts = {"out:read": 10, "dead:read:invalid_json": 1, "out:normalize": 8, "dead:parse:unparseable": 1,
               "dead:safety:not_a_query": 1, "out:classify": 8, "out:describe": 8, "out:execute": 8,
-              "out:filter": 7, "dead:filter:execution_error": 1, "out:dedup": 5, "out:written": 5}
+              "out:filter": 7, "dead:filter:execution_error": 1, "out:dedup": 5, "dups:dedup": 2, "out:written": 5}
     report = build_report(counts, {})
     assert report["ok"], report["accounting"]
     assert report["accounting"] == {"records_read": 11, "pairs_written": 5, "dead_letters": 4,
                                     "merged_duplicates": 2, "problems": []}
     normalize = report["stages"][1]
     assert (normalize["in"], normalize["out"], normalize["rejected"]) == (10, 8, 2)
+
+
+def test_merges_are_measured_so_a_record_lost_in_dedup_is_flagged():
+    """Dedup's merged count is the ``duplicates`` its output gained, not in - out: 7 in, 5 out
+    and only 1 merge recorded means one record vanished."""
+    counts = {"out:read": 7, "out:normalize": 7, "out:classify": 7, "out:describe": 7, "out:execute": 7,
+              "out:filter": 7, "dups:filter": 1, "out:dedup": 5, "dups:dedup": 2, "out:written": 5}
+    report = build_report(counts, {})
+    assert not report["ok"]
+    dedup = next(row for row in report["stages"] if row["stage"] == "dedup")
+    assert dedup["merged"] == 1  # 2 carried out, 1 already carried in
+    assert any(problem.startswith("dedup:") for problem in report["accounting"]["problems"])
 
 
 def test_report_flags_lost_records():

@@ -50,7 +50,7 @@ def _histogram(counts: Mapping[str, int], prefix: str) -> dict[str, int]:
 
 
 def build_report(counts: Mapping[str, int], options: Mapping[str, object]) -> dict:
-    """Turn the raw counts (``out:<step>``, ``dead:<stage>:<reason>``, ``pairs:<field>:<value>``)
+    """Turn the raw counts (``out:<step>``, ``dups:<step>``, ``dead:<stage>:<reason>``, ``pairs:<field>:<value>``)
     into the report, and check that every stage accounts for its input."""
     dead_by_stage: Counter = Counter()
     reasons: dict[str, dict[str, int]] = {}
@@ -62,16 +62,22 @@ def build_report(counts: Mapping[str, int], options: Mapping[str, object]) -> di
     read_in = counts.get("out:read", 0) + dead_by_stage["read"]
     stages = []
     previous = read_in
+    previous_dups = counts.get("dups:read", 0)
     problems = []
     for step, owned in STEPS:
         out = counts.get(f"out:{step}")
         if out is None and step in OPTIONAL_STEPS:  # a generator that was not asked for: no row
             continue
         if out is None:  # a step that did not run passes everything through
-            out = previous
+            out, dups = previous, previous_dups
+        else:
+            dups = counts.get(f"dups:{step}", 0)
         rejected = sum(dead_by_stage[s] for s in owned)
         added = counts.get(f"added:{step}", 0)  # records a step made (instances of a template)
-        merged = previous + added - out - rejected if step == "dedup" else 0
+        # Measured, not inferred from the other columns: the ``duplicates`` that dedup's
+        # representatives carry beyond what its input already carried. A record dedup lost
+        # would otherwise read as one more merge.
+        merged = dups - previous_dups if step == "dedup" else 0
         row = {"stage": step, "in": previous, "out": out, "rejected": rejected}
         if added:
             row["added"] = added
@@ -80,7 +86,7 @@ def build_report(counts: Mapping[str, int], options: Mapping[str, object]) -> di
         if previous + added != out + rejected + merged or merged < 0:
             problems.append(f"{step}: in {previous} + added {added} != out {out} + rejected {rejected} + merged {merged}")
         stages.append(row)
-        previous = out
+        previous, previous_dups = out, dups
     written = counts.get("out:written", previous)
     dead_total = sum(dead_by_stage.values())
     merged_total = sum(row.get("merged", 0) for row in stages)
@@ -222,9 +228,14 @@ class _WriteReportFn(beam.DoFn):
         yield self.path
 
 
-def _step_key(step: str):
-    key = f"out:{step}"
-    return lambda _: (key,)
+def _step_keys(step: str):
+    """``out:<step>`` once per record, and ``dups:<step>``: the duplicates merged into it so far."""
+    key, dups = f"out:{step}", f"dups:{step}"
+
+    def keys(record: Record):
+        return {key: 1, dups: record.duplicates} if record.duplicates else (key,)
+
+    return keys
 
 
 def _dead_keys(dead: DeadLetter) -> tuple[str]:
@@ -246,7 +257,7 @@ class _CountInBundleFn(beam.DoFn):
     that fails and is retried discards its counts with its outputs.
     """
 
-    def __init__(self, keys_of: Callable[[object], Iterable[str]]):
+    def __init__(self, keys_of: Callable[[object], "Iterable[str] | Mapping[str, int]"]):
         self.keys_of = keys_of
 
     def start_bundle(self) -> None:
@@ -278,7 +289,7 @@ class WriteReport(beam.PTransform):
         counts_type = tuple[str, int]
         for step, pcoll in sorted(step_outputs.items()):
             counted.append(pcoll | f"Count{step.title()}" >> beam.ParDo(
-                _CountInBundleFn(_step_key(step))).with_output_types(counts_type))
+                _CountInBundleFn(_step_keys(step))).with_output_types(counts_type))
         counted.append(dead | "CountDead" >> beam.ParDo(_CountInBundleFn(_dead_keys)).with_output_types(counts_type))
         counted.append(pairs | "CountPairs" >> beam.ParDo(_CountInBundleFn(_pair_keys)).with_output_types(counts_type))
         if inputs.get("notes") is not None:  # "note:<section>:<key>" and "added:<step>" strings from stages
