@@ -329,10 +329,19 @@ def test_equal_unordered_hashes_imply_match(rows: list[tuple[object, ...]]) -> N
         ("SELECT a FROM t WHERE a IN (SELECT b FROM u ORDER BY b LIMIT 3)", False),
         ("SELECT 1 UNION (SELECT 2 ORDER BY 1)", False),
         ("SELECT STRING_AGG(a, ',' ORDER BY a) FROM t", False),
+        ('SELECT "order", border FROM orders', False),
+        ("select a from t order by a", True),
+        ("((SELECT a FROM t ORDER BY a))", True),
+        ("(SELECT a FROM t) UNION (SELECT b FROM u)", False),
     ],
 )
 def test_has_top_level_order_by(sql: str, expected: bool) -> None:
     assert has_top_level_order_by(sqlglot.parse_one(sql, read="postgres")) is expected
+    # Execute decides from the normalized SQL's tokens (no parse); it must agree with the tree
+    from transforms.execute import top_level_order_by
+    from transforms.normalize import normalize_sql
+
+    assert top_level_order_by(normalize_sql(sql, "postgres", "postgres").sql, "postgres") is expected
 
 
 def _latin_square(n: int, entry) -> list[tuple[int, ...]]:

@@ -105,9 +105,16 @@ def top_level_order_by(sql: str, dialect: Optional[str]) -> bool:
     False
     >>> top_level_order_by("WITH c AS (SELECT 1 AS a) SELECT a FROM c ORDER BY a", "postgres")
     True
+    >>> top_level_order_by("(SELECT a FROM t ORDER BY a)", "postgres")
+    True
     """
+    if "order" not in sql.lower():  # no ORDER BY anywhere (most queries): no need to tokenize
+        return False
+    tokens = parsing.tokenize(sql, dialect)
+    while len(tokens) >= 2 and tokens[0].token_type == TokenType.L_PAREN and _closes_first(tokens):
+        tokens = tokens[1:-1]  # `(SELECT … ORDER BY a)`: the whole query in parentheses
     depth = 0
-    for token in parsing.tokenize(sql, dialect):
+    for token in tokens:
         kind = token.token_type
         if kind == TokenType.L_PAREN:
             depth += 1
@@ -115,6 +122,19 @@ def top_level_order_by(sql: str, dialect: Optional[str]) -> bool:
             depth -= 1
         elif depth == 0 and kind == TokenType.ORDER_BY:
             return True
+    return False
+
+
+def _closes_first(tokens: list) -> bool:
+    """Whether the last token is the parenthesis that closes the first one."""
+    depth = 0
+    for index, token in enumerate(tokens):
+        if token.token_type == TokenType.L_PAREN:
+            depth += 1
+        elif token.token_type == TokenType.R_PAREN:
+            depth -= 1
+            if depth == 0:
+                return index == len(tokens) - 1
     return False
 
 

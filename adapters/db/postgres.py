@@ -59,7 +59,7 @@ from adapters.db.retry import ConnectionLost, Reconnector, one_line
 
 #: Seconds to wait for a connection: the pool's, or a new one (also libpq's connect_timeout).
 CONNECT_TIMEOUT_S = 5
-#: Idle pooled connections are closed after this many seconds.
+#: Idle pooled connections beyond the pool's minimum are closed after this many seconds.
 POOL_MAX_IDLE_S = 60.0
 #: Connection attempts per query before the database counts as unavailable.
 ATTEMPTS = 3
@@ -152,7 +152,9 @@ class PostgresExecutor(Executor):
                 self._pool = ConnectionPool(
                     self._conninfo,
                     kwargs=self._connect_kwargs(),
-                    min_size=1,
+                    # Every connection opens now, in the pool's background workers: the
+                    # first queries would otherwise wait while it grows one at a time.
+                    min_size=max(1, self.max_connections),
                     max_size=max(1, self.max_connections),
                     timeout=CONNECT_TIMEOUT_S,
                     max_idle=POOL_MAX_IDLE_S,
