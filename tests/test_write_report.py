@@ -10,10 +10,10 @@ from transforms.report import build_report
 from transforms.write import WriteJsonShards, shard_name
 
 
-def _write(tmp_path, items, shards):
+def _write(tmp_path, items, shards, **kwargs):
     prefix = str(tmp_path / "out")
     with make_pipeline() as p:
-        p | beam.Create(items) | WriteJsonShards(prefix, shards, json.dumps, lambda x: x)
+        p | beam.Create(items) | WriteJsonShards(prefix, shards, json.dumps, lambda x: x, **kwargs)
     return [open(shard_name(prefix, i, shards)).read() for i in range(shards)]
 
 
@@ -27,6 +27,26 @@ def test_shards_are_sorted_and_identical_across_runs(tmp_path):
     for text in first:
         shard = [json.loads(line) for line in text.splitlines()]
         assert shard == sorted(shard)
+
+
+def test_spilling_shards_to_disk_writes_the_same_bytes(tmp_path, monkeypatch):
+    """A shard bigger than the sort buffer is sorted in runs on local disk and merged: same files."""
+    import transforms.write as write
+
+    spills = []
+    real_spill = write.ExternalSorter._spill
+
+    def counting_spill(self):
+        spills.append(len(self._held))
+        real_spill(self)
+
+    monkeypatch.setattr(write.ExternalSorter, "_spill", counting_spill)
+    items = [f"item{(i * 7919) % 2000:04d}-{'x' * (i % 13)}" for i in range(2000)]
+    in_memory = _write(tmp_path / "memory", items, 2)
+    assert spills == []
+    spilled = _write(tmp_path / "spilled", list(reversed(items)), 2, spill_chars=2_000)
+    assert len(spills) > 10  # many runs per shard
+    assert spilled == in_memory
 
 
 def test_every_shard_exists_even_when_empty(tmp_path):

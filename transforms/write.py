@@ -5,13 +5,20 @@ from run to run. Here every line goes to the shard its sort key hashes to (CRC-3
 stable across processes), each shard is sorted, written to a temporary file and
 renamed into place through Beam's filesystems (so ``gs://`` prefixes work). Shards
 that receive nothing are still written, empty, so a reader always finds N files.
+
+A shard is sorted with bounded memory (``ExternalSorter``: sorted runs of 64 MB of
+lines spill to the worker's local disk and are merged while the file is streamed
+out), so a worker writing a 10 GB shard holds no more than one that writes 10 MB.
 """
 
 from __future__ import annotations
 
+import heapq
+import pickle
+import tempfile
 import uuid
 import zlib
-from typing import Callable, Iterable
+from typing import IO, Callable, Iterable, Iterator
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -28,12 +35,92 @@ def shard_name(prefix: str, index: int, num_shards: int, suffix: str = ".jsonl")
 
 def write_text_file(path: str, text: str) -> None:
     """Write ``text`` to ``path`` atomically (temporary name, then rename) on any Beam filesystem."""
+    write_lines_file(path, (text,), newline="")
+
+
+def write_lines_file(path: str, lines: Iterable[str], newline: str = "\n") -> None:
+    """Stream ``lines`` (each followed by ``newline``) into ``path`` atomically, ~1 MB per write."""
     temporary = f"{path}.tmp-{uuid.uuid4().hex}"
     with FileSystems.create(temporary) as handle:
-        handle.write(text.encode("utf-8"))
+        buffer: list[str] = []
+        size = 0
+        for line in lines:
+            buffer.append(line)
+            buffer.append(newline)
+            size += len(line)
+            if size >= _WRITE_CHUNK_CHARS:
+                handle.write("".join(buffer).encode("utf-8"))
+                buffer, size = [], 0
+        if buffer:
+            handle.write("".join(buffer).encode("utf-8"))
     if FileSystems.exists(path):
         FileSystems.delete([path])
     FileSystems.rename([temporary], [path])
+
+
+_WRITE_CHUNK_CHARS = 1 << 20
+
+#: Characters of lines a shard writer sorts in memory before it spills a sorted run to a local
+#: temporary file (then merges the runs): a worker's memory does not grow with the shard.
+SPILL_CHARS = 64 << 20
+
+
+class ExternalSorter:
+    """Sorts ``(key, line)`` pairs with bounded memory: sorted runs spill to local temporary
+    files once ``spill_chars`` of lines are held, and ``sorted()`` merges them (``heapq.merge``).
+
+    >>> sorter = ExternalSorter(spill_chars=4)
+    >>> for item in [("b", "22"), ("a", "11"), ("c", "33"), ("a", "10")]:
+    ...     sorter.add(item)
+    >>> list(sorter.sorted()), sorter.spilled_runs
+    ([('a', '10'), ('a', '11'), ('b', '22'), ('c', '33')], 2)
+    >>> sorter.close()
+    """
+
+    def __init__(self, spill_chars: int = SPILL_CHARS):
+        self.spill_chars = spill_chars
+        self._held: list[tuple[str, str]] = []
+        self._held_chars = 0
+        self._runs: list[IO[bytes]] = []
+
+    @property
+    def spilled_runs(self) -> int:
+        return len(self._runs)
+
+    def add(self, item: tuple[str, str]) -> None:
+        self._held.append(item)
+        self._held_chars += len(item[0]) + len(item[1])
+        if self._held_chars >= self.spill_chars:
+            self._spill()
+
+    def _spill(self) -> None:
+        self._held.sort()
+        run = tempfile.TemporaryFile(prefix="sqlpairs-sort-")  # local disk, deleted when closed
+        for item in self._held:
+            pickle.dump(item, run, protocol=pickle.HIGHEST_PROTOCOL)
+        run.seek(0)
+        self._runs.append(run)
+        self._held, self._held_chars = [], 0
+
+    @staticmethod
+    def _read(run: IO[bytes]) -> Iterator[tuple[str, str]]:
+        while True:
+            try:
+                yield pickle.load(run)
+            except EOFError:
+                return
+
+    def sorted(self) -> Iterator[tuple[str, str]]:
+        """Every item added, in order (once: the runs are read as they are merged)."""
+        self._held.sort()
+        if not self._runs:
+            return iter(self._held)
+        return heapq.merge(*(self._read(run) for run in self._runs), self._held)
+
+    def close(self) -> None:
+        for run in self._runs:
+            run.close()
+        self._runs, self._held = [], []
 
 
 class WriteTextFileFn(beam.DoFn):
@@ -48,14 +135,20 @@ class WriteTextFileFn(beam.DoFn):
 
 
 class _WriteShardFn(beam.DoFn):
-    def __init__(self, prefix: str, num_shards: int, suffix: str):
+    def __init__(self, prefix: str, num_shards: int, suffix: str, spill_chars: int = SPILL_CHARS):
         self.prefix, self.num_shards, self.suffix = prefix, num_shards, suffix
+        self.spill_chars = spill_chars
 
     def process(self, element: tuple[int, Iterable[tuple[str, str]]]):
         index, items = element
-        lines = sorted(items)
-        path = shard_name(self.prefix, index, self.num_shards, self.suffix)
-        write_text_file(path, "".join(line + "\n" for _, line in lines))
+        sorter = ExternalSorter(self.spill_chars)
+        try:
+            for item in items:  # a runner pages a big group in; only the unspilled part is held
+                sorter.add(item)
+            path = shard_name(self.prefix, index, self.num_shards, self.suffix)
+            write_lines_file(path, (line for _, line in sorter.sorted()))
+        finally:
+            sorter.close()
         yield path
 
 
@@ -84,10 +177,12 @@ class WriteJsonShards(beam.PTransform):
         to_line: Callable[[object], str],
         sort_key: Callable[[object], str],
         suffix: str = ".jsonl",
+        spill_chars: int = SPILL_CHARS,
     ):
         super().__init__()
         self.prefix, self.num_shards, self.suffix = prefix, num_shards, suffix
         self.to_line, self.sort_key = to_line, sort_key
+        self.spill_chars = spill_chars
 
     def expand(self, elements):
         num_shards, to_line, sort_key = self.num_shards, self.to_line, self.sort_key
@@ -98,7 +193,8 @@ class WriteJsonShards(beam.PTransform):
 
         lines = elements | "ToLine" >> beam.Map(keyed).with_output_types(tuple[int, tuple[str, str]])
         grouped = lines | "GroupByShard" >> beam.GroupByKey()
-        written = grouped | "WriteShard" >> beam.ParDo(_WriteShardFn(self.prefix, num_shards, self.suffix))
+        written = grouped | "WriteShard" >> beam.ParDo(
+            _WriteShardFn(self.prefix, num_shards, self.suffix, self.spill_chars))
         # Shards no line hashed to are written empty. Not by flattening N empty markers into
         # the lines: a flatten across stages is materialized, an extra encode of every line.
         filled = grouped | "FilledShards" >> beam.Map(lambda shard: shard[0]).with_output_types(int)
