@@ -326,7 +326,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--sizes", default="10k,100k", help="comma-separated log sizes (default 10k,100k)")
     parser.add_argument("--big", action="store_true", help="also 1M")
     parser.add_argument("--workers", type=int, default=0,
-                        help="also run the largest size with --direct_running_mode multi_processing and N workers")
+                        help="also run every size with --direct_running_mode multi_processing and N workers "
+                             "(worker RSS MB: the largest worker process, to show it stays flat as input grows)")
     parser.add_argument("--postgres", choices=("auto", "skip"), default="auto",
                         help="a 100k run executing on PostgreSQL Chinook when reachable")
     parser.add_argument("--functions-only", action="store_true",
@@ -352,11 +353,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             runs.append(run_pipeline(f"parse {size_label(count)}", log_file(count), count,
                                      ["--validate", "parse"], workdir))
             print(f"done: {runs[-1].label} in {runs[-1].wall_s:.0f} s", file=sys.stderr)
-        if args.workers:
-            count = max(sizes)
+        for count in sizes if args.workers else ():  # every size: a worker's peak RSS must not grow with it
             runs.append(run_pipeline(f"parse {size_label(count)} x{args.workers} workers", log_file(count), count,
                                      ["--validate", "parse", "--direct_running_mode", "multi_processing",
                                       "--direct_num_workers", str(args.workers)], workdir))
+            print(f"done: {runs[-1].label} in {runs[-1].wall_s:.0f} s", file=sys.stderr)
         notes = []
         if args.postgres == "auto":
             why_not = postgres_ready()
