@@ -445,9 +445,9 @@ _GC_YOUNG_THRESHOLD = 50_000
 def cli() -> None:
     """The ``sqlpairs`` console script and ``python -m pipeline``: ``main``, tuned for a one-shot process.
 
-    - The objects loaded so far (Beam, sqlglot, our modules: ~1M) are frozen out of the
-      garbage collector's sight and young collections run less often, so the run does
-      not walk them again and again.
+    - The objects loaded so far (Beam, sqlglot, our modules: ~190k tracked by the
+      collector) are frozen out of its sight and young collections run less often, so
+      the run does not walk them again and again (~0.2–0.4 s of GC on a 10k-call chat job).
     - Once ``main`` has returned, every output file is closed and every pool shut down
       (the pipeline has finished), so the process leaves with ``os._exit`` after
       flushing: the interpreter's own teardown, freeing every object one by one, took
