@@ -172,6 +172,37 @@ def test_a_row_with_a_column_the_schema_lacks_is_refused_not_dropped():
                       SCHEMAS["prompt-completion"])
 
 
+def test_a_big_parquet_shard_spills_and_streams_in_row_groups_with_rows_in_order(tmp_path, monkeypatch):
+    """Shards are sorted with bounded memory (runs spill to local disk) and written a row group at
+    a time: same rows, same order as one in-memory sort."""
+    import apache_beam as beam
+
+    import transforms.exports as exports
+    import transforms.write as write
+    from tests.conftest import make_pipeline
+
+    monkeypatch.setattr(exports, "PARQUET_BATCH_ROWS", 7)
+    monkeypatch.setattr(write.ExternalSorter.__init__, "__defaults__", (500,))  # spill after ~500 chars
+    spills = []
+    real_spill = write.ExternalSorter._spill
+
+    def counting_spill(self):
+        spills.append(len(self._held))
+        real_spill(self)
+
+    monkeypatch.setattr(write.ExternalSorter, "_spill", counting_spill)
+    rows = [{"id": f"r{(i * 37) % 100:03d}", "prompt": f"p{i}", "completion": "c" * (i % 5), "meta": None}
+            for i in range(100)]
+    prefix = str(tmp_path / "big")
+    with make_pipeline() as p:
+        (p | beam.Create(rows) | exports.WriteParquetShards(prefix, 1, lambda r: r, lambda r: r["id"],
+                                                              SCHEMAS["prompt-completion"]))
+    assert len(spills) > 5
+    written = pq.ParquetFile(f"{prefix}-00000-of-00001.parquet")
+    assert written.metadata.num_row_groups == 15  # 100 rows, 7 per group
+    assert written.read().to_pylist() == sorted(rows, key=lambda r: r["id"])
+
+
 def test_whitespace_normalization_never_touches_quoted_text():
     assert normalize_whitespace("SELECT\n  'a\n  b',  \"x  y\"\tFROM t") == "SELECT 'a\n  b', \"x  y\" FROM t"
     assert normalize_whitespace("SELECT 1 -- trailing\n+ 2") == "SELECT 1 + 2"

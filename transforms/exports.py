@@ -28,6 +28,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import tempfile
 import uuid
 import zlib
 from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Optional, Sequence
@@ -39,7 +40,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.record import Record, record_to_dict
 from transforms import table_schema
-from transforms.write import shard_name
+from transforms.write import ExternalSorter, shard_name
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -355,24 +356,48 @@ def pair_row(record: Record) -> dict[str, Any]:
     return record_to_dict(record)
 
 
-def parquet_bytes(rows: Sequence[Mapping[str, Any]], schema: pa.Schema) -> bytes:
-    """One Parquet file holding ``rows`` (keys outside ``schema`` raise, never vanish)."""
+#: Rows per Parquet row group (and per batch held in memory while a shard is written).
+PARQUET_BATCH_ROWS = 10_000
+
+
+def _write_parquet(sink: Any, rows: Iterable[Mapping[str, Any]], schema: pa.Schema) -> None:
+    """Stream ``rows`` into ``sink`` as Parquet, ``PARQUET_BATCH_ROWS`` per row group (keys outside
+    ``schema`` raise, never vanish)."""
     names = set(schema.names)
-    for row in rows:
-        unknown = set(row) - names
-        if unknown:
-            raise ValueError(f"row has columns the Parquet schema lacks: {', '.join(sorted(unknown))}")
-    table = pa.Table.from_pylist(list(rows), schema=schema)
+    with pq.ParquetWriter(sink, schema, compression="zstd") as writer:
+        batch: list[Mapping[str, Any]] = []
+        for row in rows:
+            unknown = set(row) - names
+            if unknown:
+                raise ValueError(f"row has columns the Parquet schema lacks: {', '.join(sorted(unknown))}")
+            batch.append(row)
+            if len(batch) >= PARQUET_BATCH_ROWS:
+                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+                batch = []
+        if batch:
+            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+
+
+def parquet_bytes(rows: Sequence[Mapping[str, Any]], schema: pa.Schema) -> bytes:
+    """One Parquet file holding ``rows``, in memory."""
     buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="zstd")
+    _write_parquet(buffer, rows, schema)
     return buffer.getvalue()
 
 
-def write_bytes_file(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary name, then rename) on any Beam filesystem."""
+def write_parquet_file(path: str, rows: Iterable[Mapping[str, Any]], schema: pa.Schema) -> None:
+    """Write ``rows`` to ``path`` as Parquet with bounded memory, atomically, on any Beam filesystem.
+
+    The file is built in a local temporary file first (Parquet's writer needs ``tell``, which
+    an upload stream to ``gs://`` may not offer), then copied 1 MB at a time.
+    """
     temporary = f"{path}.tmp-{uuid.uuid4().hex}"
-    with FileSystems.create(temporary) as handle:
-        handle.write(data)
+    with tempfile.TemporaryFile(prefix="sqlpairs-parquet-") as local:
+        _write_parquet(local, rows, schema)
+        local.seek(0)
+        with FileSystems.create(temporary) as handle:
+            for chunk in iter(lambda: local.read(1 << 20), b""):
+                handle.write(chunk)
     if FileSystems.exists(path):
         FileSystems.delete([path])
     FileSystems.rename([temporary], [path])
@@ -384,9 +409,15 @@ class _WriteParquetShardFn(beam.DoFn):
 
     def process(self, element: tuple[int, Iterable[Optional[tuple[str, str, dict]]]]):
         index, items = element
-        ordered = sorted(item for item in items if item is not None)
-        path = shard_name(self.prefix, index, self.num_shards, ".parquet")
-        write_bytes_file(path, parquet_bytes([row for _, _, row in ordered], self.schema))
+        sorter = ExternalSorter()  # bounded memory: sorted runs spill to local disk (transforms.write)
+        try:
+            for item in items:
+                if item is not None:
+                    sorter.add(item)
+            path = shard_name(self.prefix, index, self.num_shards, ".parquet")
+            write_parquet_file(path, (row for _, _, row in sorter.sorted()), self.schema)
+        finally:
+            sorter.close()
         yield path
 
 

@@ -66,8 +66,10 @@ SPILL_CHARS = 64 << 20
 
 
 class ExternalSorter:
-    """Sorts ``(key, line)`` pairs with bounded memory: sorted runs spill to local temporary
-    files once ``spill_chars`` of lines are held, and ``sorted()`` merges them (``heapq.merge``).
+    """Sorts ``(key, line, ...)`` tuples with bounded memory: sorted runs spill to local temporary
+    files once ``spill_chars`` of keys and lines are held, and ``sorted()`` merges them
+    (``heapq.merge``). Later members (a Parquet row) travel along and count only through
+    ``line``, their text.
 
     >>> sorter = ExternalSorter(spill_chars=4)
     >>> for item in [("b", "22"), ("a", "11"), ("c", "33"), ("a", "10")]:
@@ -79,7 +81,7 @@ class ExternalSorter:
 
     def __init__(self, spill_chars: int = SPILL_CHARS):
         self.spill_chars = spill_chars
-        self._held: list[tuple[str, str]] = []
+        self._held: list[tuple] = []
         self._held_chars = 0
         self._runs: list[IO[bytes]] = []
 
@@ -87,7 +89,7 @@ class ExternalSorter:
     def spilled_runs(self) -> int:
         return len(self._runs)
 
-    def add(self, item: tuple[str, str]) -> None:
+    def add(self, item: tuple) -> None:
         self._held.append(item)
         self._held_chars += len(item[0]) + len(item[1])
         if self._held_chars >= self.spill_chars:
@@ -103,14 +105,14 @@ class ExternalSorter:
         self._held, self._held_chars = [], 0
 
     @staticmethod
-    def _read(run: IO[bytes]) -> Iterator[tuple[str, str]]:
+    def _read(run: IO[bytes]) -> Iterator[tuple]:
         while True:
             try:
                 yield pickle.load(run)
             except EOFError:
                 return
 
-    def sorted(self) -> Iterator[tuple[str, str]]:
+    def sorted(self) -> Iterator[tuple]:
         """Every item added, in order (once: the runs are read as they are merged)."""
         self._held.sort()
         if not self._runs:
