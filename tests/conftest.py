@@ -32,3 +32,19 @@ def require_shared_data(*parts: str) -> pathlib.Path:
 @pytest.fixture
 def shared_data():
     return require_shared_data
+
+
+@pytest.fixture
+def sorter_spills(monkeypatch) -> list[int]:
+    """Counts ``ExternalSorter`` spills to disk (the size of each run) during a test."""
+    import transforms.write as write
+
+    spills: list[int] = []
+    real_spill = write.ExternalSorter._spill
+
+    def counting_spill(self) -> None:
+        spills.append(len(self._held))
+        real_spill(self)
+
+    monkeypatch.setattr(write.ExternalSorter, "_spill", counting_spill)
+    return spills

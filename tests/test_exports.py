@@ -172,7 +172,7 @@ def test_a_row_with_a_column_the_schema_lacks_is_refused_not_dropped():
                       SCHEMAS["prompt-completion"])
 
 
-def test_a_big_parquet_shard_spills_and_streams_in_row_groups_with_rows_in_order(tmp_path, monkeypatch):
+def test_a_big_parquet_shard_spills_and_streams_in_row_groups_with_rows_in_order(tmp_path, monkeypatch, sorter_spills):
     """Shards are sorted with bounded memory (runs spill to local disk) and written a row group at
     a time: same rows, same order as one in-memory sort."""
     import apache_beam as beam
@@ -183,14 +183,7 @@ def test_a_big_parquet_shard_spills_and_streams_in_row_groups_with_rows_in_order
 
     monkeypatch.setattr(exports, "PARQUET_BATCH_ROWS", 7)
     monkeypatch.setattr(write.ExternalSorter.__init__, "__defaults__", (500,))  # spill after ~500 chars
-    spills = []
-    real_spill = write.ExternalSorter._spill
-
-    def counting_spill(self):
-        spills.append(len(self._held))
-        real_spill(self)
-
-    monkeypatch.setattr(write.ExternalSorter, "_spill", counting_spill)
+    spills = sorter_spills
     rows = [{"id": f"r{(i * 37) % 100:03d}", "prompt": f"p{i}", "completion": "c" * (i % 5), "meta": None}
             for i in range(100)]
     prefix = str(tmp_path / "big")

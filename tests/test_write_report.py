@@ -29,18 +29,9 @@ def test_shards_are_sorted_and_identical_across_runs(tmp_path):
         assert shard == sorted(shard)
 
 
-def test_spilling_shards_to_disk_writes_the_same_bytes(tmp_path, monkeypatch):
+def test_spilling_shards_to_disk_writes_the_same_bytes(tmp_path, sorter_spills):
     """A shard bigger than the sort buffer is sorted in runs on local disk and merged: same files."""
-    import transforms.write as write
-
-    spills = []
-    real_spill = write.ExternalSorter._spill
-
-    def counting_spill(self):
-        spills.append(len(self._held))
-        real_spill(self)
-
-    monkeypatch.setattr(write.ExternalSorter, "_spill", counting_spill)
+    spills = sorter_spills
     items = [f"item{(i * 7919) % 2000:04d}-{'x' * (i % 13)}" for i in range(2000)]
     in_memory = _write(tmp_path / "memory", items, 2)
     assert spills == []
