@@ -46,9 +46,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import pathlib
 import random
+import statistics
 import subprocess
 import sys
 import time

@@ -18,6 +18,8 @@ from transforms.equivalence import (
     result_hash,
     results_match,
 )
+from transforms.execute import top_level_order_by
+from transforms.normalize import normalize_sql
 
 # -- canonical_value -------------------------------------------------------------------
 
@@ -338,9 +340,6 @@ def test_equal_unordered_hashes_imply_match(rows: list[tuple[object, ...]]) -> N
 def test_has_top_level_order_by(sql: str, expected: bool) -> None:
     assert has_top_level_order_by(sqlglot.parse_one(sql, read="postgres")) is expected
     # Execute decides from the normalized SQL's tokens (no parse); it must agree with the tree
-    from transforms.execute import top_level_order_by
-    from transforms.normalize import normalize_sql
-
     assert top_level_order_by(normalize_sql(sql, "postgres", "postgres").sql, "postgres") is expected
 
 

@@ -178,18 +178,16 @@ def test_a_big_parquet_shard_spills_and_streams_in_row_groups_with_rows_in_order
     import apache_beam as beam
 
     import transforms.exports as exports
-    import transforms.write as write
     from tests.conftest import make_pipeline
 
     monkeypatch.setattr(exports, "PARQUET_BATCH_ROWS", 7)
-    monkeypatch.setattr(write.ExternalSorter.__init__, "__defaults__", (500,))  # spill after ~500 chars
     spills = sorter_spills
     rows = [{"id": f"r{(i * 37) % 100:03d}", "prompt": f"p{i}", "completion": "c" * (i % 5), "meta": None}
             for i in range(100)]
     prefix = str(tmp_path / "big")
     with make_pipeline() as p:
         (p | beam.Create(rows) | exports.WriteParquetShards(prefix, 1, lambda r: r, lambda r: r["id"],
-                                                              SCHEMAS["prompt-completion"]))
+                                                              SCHEMAS["prompt-completion"], spill_chars=500))
     assert len(spills) > 5
     written = pq.ParquetFile(f"{prefix}-00000-of-00001.parquet")
     assert written.metadata.num_row_groups == 15  # 100 rows, 7 per group

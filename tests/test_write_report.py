@@ -40,6 +40,21 @@ def test_spilling_shards_to_disk_writes_the_same_bytes(tmp_path, sorter_spills):
     assert spilled == in_memory
 
 
+def test_a_write_that_fails_leaves_neither_the_file_nor_its_temporary(tmp_path):
+    from transforms.write import write_lines_file
+
+    def lines():
+        yield "first"
+        raise RuntimeError("disk full")
+
+    target = tmp_path / "out.jsonl"
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_lines_file(str(target), lines())
+    assert list(tmp_path.iterdir()) == []
+    write_lines_file(str(target), ["a", "b"])
+    assert target.read_text() == "a\nb\n" and list(tmp_path.iterdir()) == [target]
+
+
 def test_every_shard_exists_even_when_empty(tmp_path):
     assert _write(tmp_path, ["only"], 4).count("") == 3
 

@@ -29,18 +29,16 @@ import io
 import json
 import logging
 import tempfile
-import uuid
 import zlib
 from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Optional, Sequence
 
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
-from apache_beam.io.filesystems import FileSystems
 
 from pipeline.record import Record, record_to_dict
 from transforms import table_schema
-from transforms.write import ExternalSorter, shard_name
+from transforms.write import SPILL_CHARS, ExternalSorter, created_atomically, shard_name
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -391,25 +389,22 @@ def write_parquet_file(path: str, rows: Iterable[Mapping[str, Any]], schema: pa.
     The file is built in a local temporary file first (Parquet's writer needs ``tell``, which
     an upload stream to ``gs://`` may not offer), then copied 1 MB at a time.
     """
-    temporary = f"{path}.tmp-{uuid.uuid4().hex}"
     with tempfile.TemporaryFile(prefix="sqlpairs-parquet-") as local:
         _write_parquet(local, rows, schema)
         local.seek(0)
-        with FileSystems.create(temporary) as handle:
+        with created_atomically(path) as handle:
             for chunk in iter(lambda: local.read(1 << 20), b""):
                 handle.write(chunk)
-    if FileSystems.exists(path):
-        FileSystems.delete([path])
-    FileSystems.rename([temporary], [path])
 
 
 class _WriteParquetShardFn(beam.DoFn):
-    def __init__(self, prefix: str, num_shards: int, schema: pa.Schema):
+    def __init__(self, prefix: str, num_shards: int, schema: pa.Schema, spill_chars: int = SPILL_CHARS):
         self.prefix, self.num_shards, self.schema = prefix, num_shards, schema
+        self.spill_chars = spill_chars
 
     def process(self, element: tuple[int, Iterable[Optional[tuple[str, str, dict]]]]):
         index, items = element
-        sorter = ExternalSorter()  # bounded memory: sorted runs spill to local disk (transforms.write)
+        sorter = ExternalSorter(self.spill_chars)  # bounded memory: sorted runs spill to local disk
         try:
             for item in items:
                 if item is not None:
@@ -430,10 +425,11 @@ class WriteParquetShards(beam.PTransform):
     """
 
     def __init__(self, prefix: str, num_shards: int, to_row: Callable[[Any], dict], sort_key: Callable[[Any], str],
-                 schema: pa.Schema):
+                 schema: pa.Schema, spill_chars: int = SPILL_CHARS):
         super().__init__()
         self.prefix, self.num_shards, self.schema = prefix, num_shards, schema
         self.to_row, self.sort_key = to_row, sort_key
+        self.spill_chars = spill_chars
 
     def expand(self, elements):
         num_shards, to_row, sort_key = self.num_shards, self.to_row, self.sort_key
@@ -449,7 +445,8 @@ class WriteParquetShards(beam.PTransform):
             (rows, empty)
             | "WithEmptyShards" >> beam.Flatten()
             | "GroupByShard" >> beam.GroupByKey()
-            | "WriteShard" >> beam.ParDo(_WriteParquetShardFn(self.prefix, num_shards, self.schema))
+            | "WriteShard" >> beam.ParDo(
+                _WriteParquetShardFn(self.prefix, num_shards, self.schema, self.spill_chars))
         )
 
 

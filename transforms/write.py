@@ -13,6 +13,7 @@ out), so a worker writing a 10 GB shard holds no more than one that writes 10 MB
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import pickle
 import tempfile
@@ -33,15 +34,38 @@ def shard_name(prefix: str, index: int, num_shards: int, suffix: str = ".jsonl")
     return f"{prefix}-{index:05d}-of-{num_shards:05d}{suffix}"
 
 
+#: Characters of lines a shard writer sorts in memory before it spills a sorted run to a local
+#: temporary file (then merges the runs): a worker's memory does not grow with the shard.
+SPILL_CHARS = 64 << 20
+
+_WRITE_CHUNK_CHARS = 1 << 20
+
+
+@contextlib.contextmanager
+def created_atomically(path: str) -> Iterator[IO[bytes]]:
+    """A binary handle whose content becomes ``path`` only once the block ends without error
+    (a temporary name, then a rename), on any Beam filesystem; a failed write leaves no file."""
+    temporary = f"{path}.tmp-{uuid.uuid4().hex}"
+    try:
+        with FileSystems.create(temporary) as handle:
+            yield handle
+    except BaseException:
+        if FileSystems.exists(temporary):
+            FileSystems.delete([temporary])
+        raise
+    if FileSystems.exists(path):
+        FileSystems.delete([path])
+    FileSystems.rename([temporary], [path])
+
+
 def write_text_file(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temporary name, then rename) on any Beam filesystem."""
+    """Write ``text`` to ``path`` atomically on any Beam filesystem."""
     write_lines_file(path, (text,), newline="")
 
 
 def write_lines_file(path: str, lines: Iterable[str], newline: str = "\n") -> None:
     """Stream ``lines`` (each followed by ``newline``) into ``path`` atomically, ~1 MB per write."""
-    temporary = f"{path}.tmp-{uuid.uuid4().hex}"
-    with FileSystems.create(temporary) as handle:
+    with created_atomically(path) as handle:
         buffer: list[str] = []
         size = 0
         for line in lines:
@@ -53,16 +77,6 @@ def write_lines_file(path: str, lines: Iterable[str], newline: str = "\n") -> No
                 buffer, size = [], 0
         if buffer:
             handle.write("".join(buffer).encode("utf-8"))
-    if FileSystems.exists(path):
-        FileSystems.delete([path])
-    FileSystems.rename([temporary], [path])
-
-
-_WRITE_CHUNK_CHARS = 1 << 20
-
-#: Characters of lines a shard writer sorts in memory before it spills a sorted run to a local
-#: temporary file (then merges the runs): a worker's memory does not grow with the shard.
-SPILL_CHARS = 64 << 20
 
 
 class ExternalSorter:
