@@ -15,7 +15,7 @@ from pipeline.record import DeadLetter, Record, dead_letter_to_json, record_to_j
 from transforms.classify import ClassifyDifficulty
 from transforms.dedup import DedupPairs
 from transforms.describe import DescribeQuestions
-from transforms.execute import ExecuteQueries
+from transforms.execute import HOT_QUERY_RECORDS, ExecuteQueries
 from transforms.filter import FilterPairs, FilterSettings
 from transforms.generation import GenerationSettings
 from transforms.instantiate import NOTES, InstantiateParameters, InstantiateSettings
@@ -117,7 +117,9 @@ def build(p: beam.Pipeline, config: JobConfig) -> dict[str, beam.PCollection]:
     classified = instantiated.records | "ClassifyDifficulty" >> ClassifyDifficulty()
     describe = WriteQuestions(config.questions) if config.questions is not None else DescribeQuestions()
     described = classified.records | "DescribeQuestions" >> describe
-    # templates Instantiate could not fill were checked there already: Execute passes them through
+    # templates Instantiate could not fill were checked there already: Execute passes them through;
+    # a query repeated HOT_QUERY_RECORDS times or more runs apart, so no worker gets all its records
+    hot_threshold = HOT_QUERY_RECORDS if config.spread_records else None
     executed = described.records | "ExecuteQueries" >> ExecuteQueries(
         config.database,
         timeout_s=config.timeout_s,
@@ -125,6 +127,7 @@ def build(p: beam.Pipeline, config: JobConfig) -> dict[str, beam.PCollection]:
         max_connections=config.max_connections,
         password_env=config.password_env,
         skip_reason=config.skip_reason,
+        hot_threshold=hot_threshold,
     )
     ran = executed.records
     filtered = ran | "FilterPairs" >> FilterPairs(config.filter)
@@ -140,7 +143,8 @@ def build(p: beam.Pipeline, config: JobConfig) -> dict[str, beam.PCollection]:
         reclassified = again.records | "ClassifyEvolved" >> ClassifyDifficulty()
         rerun = reclassified.records | "ExecuteEvolved" >> ExecuteQueries(
             config.database, timeout_s=config.timeout_s, max_rows=config.max_rows,
-            max_connections=config.max_connections, password_env=config.password_env, skip_reason=config.skip_reason)
+            max_connections=config.max_connections, password_env=config.password_env, skip_reason=config.skip_reason,
+            hot_threshold=hot_threshold)
         refiltered = rerun.records | "FilterEvolved" >> FilterPairs(config.filter)
         revalidated = ((again.dead, reclassified.dead, rerun.dead, refiltered.dead) | "EvolvedDead" >> beam.Flatten()
                        | "AsRevalidate" >> beam.Map(revalidation_dead_letter))

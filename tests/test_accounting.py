@@ -69,15 +69,15 @@ def test_a_stage_that_drops_records_fails_the_pipeline_with_the_stage_table(stag
 
 
 def test_records_lost_while_executing_are_caught_too(tmp_path, monkeypatch):
-    original = execute._ExecuteGroupsFn._finish
+    original = execute._ExecuteGroupsFn._emit
 
-    def finish_dropping_genre(self, future, records):
-        for output in original(self, future, records):
+    def emit_dropping_genre(self, key, outcome, records):
+        for output in original(self, key, outcome, records):
             record = getattr(output, "value", output)
             if "genre" not in record.normalized_sql.lower():
                 yield output
 
-    monkeypatch.setattr(execute._ExecuteGroupsFn, "_finish", finish_dropping_genre)
+    monkeypatch.setattr(execute._ExecuteGroupsFn, "_emit", emit_dropping_genre)
     with pytest.raises(AccountingError, match=r"execute: in \d+"):
         with make_pipeline() as p:
             build(p, _config(tmp_path, "--database", DATABASE, "--timeout_s", "1"))

@@ -4,22 +4,28 @@ Dedup is a ``CombinePerKey``: runners lift it (pre-combine on every worker befor
 the shuffle), so a key repeated N times reaches the shuffle as one small
 accumulator per bundle, never as N records, and the accumulator's size does not
 grow with N. Execution groups by (database, SQL fingerprint): a database that
-holds 99 % of the records is spread over as many keys as it has distinct queries.
+holds 99 % of the records is spread over as many keys as it has distinct queries;
+and on several workers a query with many records is not grouped at all: it runs
+once, and its result reaches its records as a side input.
 """
 
 from __future__ import annotations
 
+import collections
 import itertools
 
 import apache_beam as beam
+import pytest
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.portability import common_urns
 from apache_beam.runners.portability.fn_api_runner import translations
 from apache_beam.testing.util import assert_that, equal_to
 
+from adapters.db import open_executor
 from pipeline.record import Execution, Record
 from tests.conftest import REPO, make_pipeline
 from transforms.dedup import ChooseRepresentative, DedupPairs
-from transforms.execute import ExecuteQueries
+from transforms.execute import ExecuteQueries, run_query
 
 HOT_REPEATS = 200_000
 CHINOOK = REPO / "examples" / "chinook.sqlite"
@@ -123,3 +129,84 @@ def test_execution_groups_by_database_and_query_never_by_database_alone():
         statuses = executed.records | beam.Map(lambda r: r.execution.status) | beam.combiners.Count.PerElement()
         assert_that(statuses, equal_to([("ok", len(records))]), label="every record executed")
         assert_that(executed.dead, equal_to([]), label="no dead letters")
+
+
+def _hot_and_cold_records():
+    """One query 1,500 times on ``big``, one failing query 300 times, one on an unknown database
+    300 times, and 40 cold queries twice each."""
+    def record(rid, sql, db_id, fingerprint):
+        return Record(id=rid, question="q", sql=sql, normalized_sql=sql, dialect="sqlite", db_id=db_id,
+                      sql_fingerprint=fingerprint)
+
+    records = [record(f"h{i:05d}", "SELECT COUNT(*) FROM track", "big", "hot") for i in range(1_500)]
+    records += [record(f"e{i:05d}", "SELECT nope FROM track", "big", "hot-error") for i in range(300)]
+    records += [record(f"u{i:05d}", "SELECT 1", "unknown", "hot-unknown") for i in range(300)]
+    records += [record(f"c{i:05d}", f"SELECT {i % 40}", "small", f"cold{i % 40}") for i in range(80)]
+    return records
+
+
+def _expected_executions() -> dict[str, tuple]:
+    """(status, row_count, result_hash) of the two runnable queries, run here directly."""
+    executor = open_executor(f"sqlite:///{CHINOOK}", timeout_s=5.0, max_rows=10000)
+    try:
+        ok, error = (run_query(executor, sql, "sqlite") for sql in ("SELECT COUNT(*) FROM track",
+                                                                    "SELECT nope FROM track"))
+        return {"h": (ok.status, ok.row_count, ok.result_hash), "e": (error.status, None, None)}
+    finally:
+        executor.close()
+
+
+def _run_skewed(hot_threshold):
+    """Execute the skewed records; assert what every record got; return the job's counters."""
+    records = _hot_and_cold_records()
+    expected = _expected_executions()
+    databases = f"big=sqlite:///{CHINOOK},small=sqlite:///{CHINOOK}"
+    p = make_pipeline()
+    executed = p | beam.Create(records) | "ExecuteQueries" >> ExecuteQueries(
+        databases, max_connections=2, hot_threshold=hot_threshold)
+    grouped = _group_keys_of(p, "ExecuteQueries/GroupByQuery") | "Keys" >> beam.Map(lambda kv: kv[0]) | beam.Distinct()
+    cold = [("small", f"cold{q}") for q in range(40)]
+    hot = [("big", "hot"), ("big", "hot-error"), ("unknown", "hot-unknown")]
+    assert_that(grouped, equal_to(cold if hot_threshold else cold + hot), label="grouped keys")
+    outcomes = executed.records | "Outcomes" >> beam.Map(
+        lambda r: (r.id[0], r.execution.status, r.execution.row_count if r.id[0] == "h" else None,
+                   r.execution.result_hash if r.id[0] == "h" else None)) | "CountOutcomes" >> beam.combiners.Count.PerElement()
+    assert_that(outcomes, equal_to([((prefix, *expected[prefix]), n) for prefix, n in (("h", 1_500), ("e", 300))]
+                                   + [(("c", "ok", None, None), 80)]), label="every record's execution")
+    dead = executed.dead | "DeadRows" >> beam.Map(lambda d: (d.record.id[0], d.stage, d.reason))
+    assert_that(dead | "CountDead" >> beam.combiners.Count.PerElement(), equal_to([(("u", "execute", "no_database"), 300)]),
+                label="dead letters")
+    result = p.run()
+    result.wait_until_finish()
+    counters = collections.Counter()  # summed over the steps that count them
+    for counter in result.metrics().query(MetricsFilter().with_namespace("sqlpairs"))["counters"]:
+        counters[counter.key.metric.name] += counter.committed
+    return counters
+
+
+@pytest.mark.parametrize("hot_threshold", [None, 100], ids=["grouped", "hot-apart"])
+def test_a_hot_query_runs_once_and_gives_every_record_its_result(hot_threshold):
+    counters = _run_skewed(hot_threshold)
+    # each distinct runnable query ran once (the unknown database's never runs)
+    assert counters["execute.queries"] == 2 + 40
+    assert counters["execute.rejected.no_database"] == 300
+
+
+def test_hot_records_cross_no_shuffle_but_lifted_combines():
+    p = beam.Pipeline(runner="FnApiRunner")
+    record = Record(id="a", question=None, sql="s", sql_fingerprint="f", db_id="d")
+    p | beam.Create([record]) | "ExecuteQueries" >> ExecuteQueries(f"sqlite:///{CHINOOK}", hot_threshold=10)
+    context_stages = translations.create_and_optimize_stages(
+        p.to_runner_api(),
+        phases=[translations.annotate_downstream_side_inputs, translations.fix_side_input_pcoll_coders,
+                translations.lift_combiners],
+        known_runner_urns=frozenset([common_urns.primitives.FLATTEN.urn, common_urns.primitives.GROUP_BY_KEY.urn]),
+    )
+    urns = {t.unique_name: t.spec.urn for stage in context_stages[1] for t in stage.transforms}
+    shuffles = sorted(name for name, urn in urns.items() if urn == common_urns.primitives.GROUP_BY_KEY.urn)
+    unlifted = [name for name in shuffles if not name.endswith("/Group")
+                or urns.get(name[: -len("Group")] + "Precombine") != common_urns.combine_components.COMBINE_PER_KEY_PRECOMBINE.urn]
+    # the one shuffle of whole records is the cold queries' grouping; the hot path only combines
+    assert unlifted == ["ExecuteQueries/GroupByQuery"], shuffles
+    assert any(name.startswith("ExecuteQueries/RunHotQueries/OnePerQuery") for name in shuffles)
+    assert any(name.startswith("ExecuteQueries/SplitHotQueries/CountPerQuery") for name in shuffles)

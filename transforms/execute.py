@@ -2,7 +2,11 @@
 
 Records are keyed by (database, SQL fingerprint) and grouped, so a query that
 appears a million times runs once, and a hot database is spread over as many keys
-as it has distinct queries (the key is never the database alone). Each worker
+as it has distinct queries (the key is never the database alone). Where several
+workers share the job, a query with ``hot_threshold`` records or more is not
+grouped at all: a lifted count finds it, one representative runs it, and its result
+reaches every record of it as a side input, so no worker receives a million records
+under one key (``_ExecuteHotApart``). Each worker
 keeps up to ``max_connections`` queries in flight on a thread pool over executors
 shared by every DoFn instance of the process (``apache_beam.utils.shared``), built
 on first use and closed at teardown.
@@ -20,7 +24,7 @@ import os
 import queue
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Iterable, Iterator, NamedTuple, Optional, Union
 
 import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindow
@@ -144,6 +148,33 @@ def run_query(executor: Executor, sql: str, dialect: Optional[str]) -> Execution
     return executor.execute(sql, ordered=top_level_order_by(sql, dialect))
 
 
+#: What running one query came to: its ``Execution``, or ``(reason, detail)`` for the dead letters.
+Outcome = Union[Execution, tuple[str, str]]
+
+
+def _outcome(future: Future) -> Outcome:
+    try:
+        execution = future.result()
+    except DatabaseUnavailable as error:
+        return ("database_unavailable", redact(str(error)))
+    except Exception as error:  # noqa: BLE001 - an executor bug must not lose records
+        return ("internal_error", redact(f"{type(error).__name__}: {error}")[:500])
+    count("execute.queries")
+    count(f"execute.status.{execution.status}")
+    return execution
+
+
+def apply_outcome(outcome: Outcome, records: Iterable[Record]) -> Iterator:
+    """Each record with the query's execution, or as a dead letter of stage ``execute``."""
+    if isinstance(outcome, Execution):
+        for record in records:
+            yield record._replace(execution=outcome)
+        return
+    reason, detail = outcome
+    for record in records:
+        yield reject("execute", reason, detail, record)
+
+
 class _ExecuteGroupsFn(beam.DoFn):
     """Runs one query per (database, SQL) group, up to ``max_connections`` at once.
 
@@ -162,52 +193,39 @@ class _ExecuteGroupsFn(beam.DoFn):
         self._pool = ThreadPoolExecutor(self.max_connections, thread_name_prefix="sqlpairs-execute")
 
     def start_bundle(self) -> None:
-        self._pending: dict[Future, Iterable[Record]] = {}
+        self._pending: dict[Future, tuple[tuple, Iterable[Record]]] = {}
         # Finished futures queue themselves here (cheaper than ``wait(FIRST_COMPLETED)``,
         # which builds a waiter over every pending future each time).
         self._done: queue.SimpleQueue = queue.SimpleQueue()
 
-    def _submit(self, url: str, records: Iterable[Record]) -> None:
+    def _submit(self, url: str, key: tuple, records: Iterable[Record]) -> None:
         first = next(iter(records))
         future = self._pool.submit(run_query, self._executors.get(url), first.normalized_sql, first.dialect)
-        self._pending[future] = records
+        self._pending[future] = (key, records)
         future.add_done_callback(self._done.put)
 
     def _drain(self, keep: int) -> Iterator:
         """Emit finished groups, whichever finish first, until at most ``keep`` are pending."""
         while len(self._pending) > keep:
             future = self._done.get()
-            yield from self._finish(future, self._pending.pop(future))
+            key, records = self._pending.pop(future)
+            yield from self._emit(key, _outcome(future), records)
 
-    def _finish(self, future: Future, records: Iterable[Record]) -> Iterator:
-        try:
-            execution = future.result()
-        except DatabaseUnavailable as error:
-            for record in records:
-                yield reject("execute", "database_unavailable", redact(str(error)), record)
-            return
-        except Exception as error:  # noqa: BLE001 - an executor bug must not lose records
-            detail = redact(f"{type(error).__name__}: {error}")[:500]
-            for record in records:
-                yield reject("execute", "internal_error", detail, record)
-            return
-        count("execute.queries")
-        count(f"execute.status.{execution.status}")
-        for record in records:
-            yield record._replace(execution=execution)
+    def _emit(self, key: tuple, outcome: Outcome, records: Iterable[Record]) -> Iterator:
+        """A group's outputs: its records with the execution, or each one as a dead letter."""
+        return apply_outcome(outcome, records)
 
-    def process(self, element: tuple[str, Iterable[Record]]) -> Iterator:
-        _, records = element
+    def process(self, element: tuple[tuple, Iterable[Record]]) -> Iterator:
+        key, records = element
         first = next(iter(records))
         if first.execution is not None:  # settled before this stage (keyed apart): passes through
             yield from records
             return
         url = self._databases.url_for(first.db_id)
         if url is None:
-            for record in records:
-                yield reject("execute", "no_database", f"no --database entry serves db_id {record.db_id!r}", record)
+            yield from self._emit(key, ("no_database", f"no --database entry serves db_id {first.db_id!r}"), records)
             return
-        self._submit(url, records)
+        self._submit(url, key, records)
         # Twice the pool size stays queued, so a slow query never leaves a connection idle.
         yield from self._drain(keep=2 * self.max_connections - 1)
 
@@ -242,11 +260,27 @@ class _MarkSkippedFn(beam.DoFn):
 #: Key prefix of records that already carry an execution: grouped apart, never run.
 _SETTLED = "\x00settled"
 
+#: Records of one query from which, on several workers, it is run apart rather than grouped.
+#: Below it a group is cheap wherever it lands; above it one worker would receive them all.
+HOT_QUERY_RECORDS = 1_000
+
+#: Tag of the hot records' output of ``_SplitHotFn``.
+_HOT = "hot"
+
+
+def _query_key(record: Record) -> tuple[str, str]:
+    return (record.db_id or "", record.sql_fingerprint or "")
+
 
 def _group_key(record: Record) -> tuple[str, str]:
     if record.execution is not None:
         return (_SETTLED, record.id)
-    return (record.db_id or "", record.sql_fingerprint or "")
+    return _query_key(record)
+
+
+class ExecuteOutputs(NamedTuple):
+    records: beam.PCollection
+    dead: beam.PCollection
 
 
 class ExecuteQueries(beam.PTransform):
@@ -259,6 +293,11 @@ class ExecuteQueries(beam.PTransform):
 
     With ``database=None`` (``--validate parse|none``) every record is marked
     ``execution.status = skipped`` and nothing is run.
+
+    ``hot_threshold``: run queries with at least this many records apart from the
+    grouping (see ``_ExecuteHotApart``); ``None`` groups every query, which is right
+    where one worker runs everything: the split would cost a count and a side input
+    and balance nothing.
     """
 
     def __init__(
@@ -270,8 +309,11 @@ class ExecuteQueries(beam.PTransform):
         max_connections: Optional[int] = None,
         password_env: Optional[str] = None,
         skip_reason: str = "not executed",
+        hot_threshold: Optional[int] = None,
     ):
         super().__init__()
+        if hot_threshold is not None and hot_threshold < 1:
+            raise ValueError("hot_threshold must be positive")
         self.database = database
         self.settings = {"timeout_s": timeout_s, "max_rows": max_rows}
         # Only the variable's *name* travels with the pipeline; the worker reads the
@@ -279,19 +321,109 @@ class ExecuteQueries(beam.PTransform):
         self.settings["password_env"] = password_env
         self.max_connections = max_connections or default_max_connections()
         self.skip_reason = skip_reason
+        self.hot_threshold = hot_threshold
 
-    def expand(self, records):
+    def expand(self, records) -> ExecuteOutputs:
         if not self.database:
-            return records | "MarkSkipped" >> beam.ParDo(_MarkSkippedFn(self.skip_reason)).with_outputs(
+            skipped = records | "MarkSkipped" >> beam.ParDo(_MarkSkippedFn(self.skip_reason)).with_outputs(
                 DEAD, main="records"
             )
-        return (
-            records
-            | "KeyByQuery" >> beam.Map(lambda r: (_group_key(r), r))
+            return ExecuteOutputs(skipped.records, skipped[DEAD])
+        keyed = records | "KeyByQuery" >> beam.Map(lambda r: (_group_key(r), r))
+        hot = None
+        if self.hot_threshold is not None:
+            split = keyed | "SplitHotQueries" >> _SplitHot(self.hot_threshold)
+            keyed, hot = split.cold, split[_HOT]
+        ran = (
+            keyed
             | "GroupByQuery" >> beam.GroupByKey()
             | "RunQueries"
             >> beam.ParDo(_ExecuteGroupsFn(self.database, self.settings, self.max_connections)).with_outputs(
                 DEAD, main="records"
             )
         )
+        if hot is None:
+            return ExecuteOutputs(ran.records, ran[DEAD])
+        hot_ran = hot | "RunHotQueries" >> _ExecuteHotApart(self.database, self.settings, self.max_connections)
+        return ExecuteOutputs(
+            (ran.records, hot_ran.records) | "AllExecuted" >> beam.Flatten(),
+            (ran[DEAD], hot_ran.dead) | "AllDead" >> beam.Flatten(),
+        )
+
+
+class _SplitHot(beam.PTransform):
+    """``(key, record)`` → ``cold`` (main output) and ``hot``: records of keys with ``threshold`` or more.
+
+    The count is a ``CombinePerKey``, lifted by every runner: each worker pre-counts
+    its own records, so only one small counter per key and bundle crosses the shuffle.
+    The set of hot keys (at most records ÷ threshold of them) is a side input.
+    """
+
+    def __init__(self, threshold: int):
+        super().__init__()
+        self.threshold = threshold
+
+    def expand(self, keyed):
+        threshold = self.threshold
+        hot_keys = (
+            keyed
+            | "CountPerQuery" >> beam.combiners.Count.PerKey()
+            | "HotOnly" >> beam.Filter(lambda kv: kv[1] >= threshold and kv[0][0] != _SETTLED)
+            | "HotKeys" >> beam.Keys()
+            | "AsSet" >> beam.combiners.ToSet()
+        )
+        return keyed | "Split" >> beam.ParDo(_SplitHotFn(), beam.pvalue.AsSingleton(hot_keys)).with_outputs(
+            _HOT, main="cold")
+
+
+class _SplitHotFn(beam.DoFn):
+    def process(self, element: tuple, hot_keys: set) -> Iterator:
+        if element[0] in hot_keys:
+            yield beam.pvalue.TaggedOutput(_HOT, element)
+        else:
+            yield element
+
+
+def _smallest_id(records: Iterable[Record]) -> Record:
+    return min(records, key=lambda record: record.id)
+
+
+class _RunRepresentativeFn(_ExecuteGroupsFn):
+    """Runs a hot query once, from its representative; emits ``(key, outcome)``, not records."""
+
+    def _emit(self, key: tuple, outcome: Outcome, records: Iterable[Record]) -> Iterator:
+        yield (key, outcome)
+
+
+class _ExecuteHotApart(beam.PTransform):
+    """``(key, record)`` of hot queries → records and dead letters, without grouping the records.
+
+    One representative per key (the smallest id, by a lifted combine) runs through
+    the same DoFn as every other group, which emits the outcome (an ``Execution`` or
+    the reason it could not run) instead of records. The outcomes, one per hot query,
+    are a side input that every record of the key reads: only they cross a shuffle,
+    never the records, and each record leaves exactly once.
+    """
+
+    def __init__(self, database: str, settings: dict[str, Any], max_connections: int):
+        super().__init__()
+        self.database, self.settings, self.max_connections = database, settings, max_connections
+
+    def expand(self, hot) -> ExecuteOutputs:
+        outcomes = (
+            hot
+            | "OnePerQuery" >> beam.CombinePerKey(_smallest_id)
+            | "AsGroup" >> beam.MapTuple(lambda key, record: (key, [record]))
+            | "RunOnce" >> beam.ParDo(_RunRepresentativeFn(self.database, self.settings, self.max_connections))
+        )
+        applied = hot | "Apply" >> beam.ParDo(_ApplyOutcomeFn(), beam.pvalue.AsDict(outcomes)).with_outputs(
+            DEAD, main="records")
+        return ExecuteOutputs(applied.records, applied[DEAD])
+
+
+class _ApplyOutcomeFn(beam.DoFn):
+    def process(self, element: tuple, outcomes: dict) -> Iterator:
+        key, record = element
+        yield from apply_outcome(outcomes[key], (record,))
+
 
