@@ -166,7 +166,7 @@ def build(p: beam.Pipeline, config: JobConfig) -> dict[str, beam.PCollection]:
             config.instantiate.max_per_template, config.instantiate.weight_by, config.instantiate.seed)
         pairs = capped.records
         dead_letters.append(capped.dead)
-        notes.append(capped[NOTES])
+        notes.append(capped.notes)
     for stage in (normalized, instantiated, classified, described, executed, filtered):
         dead_letters.append(stage.dead)
     dead = dead_letters | "AllDeadLetters" >> beam.Flatten()

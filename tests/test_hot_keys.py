@@ -6,7 +6,8 @@ accumulator per bundle, never as N records, and the accumulator's size does not
 grow with N. Execution groups by (database, SQL fingerprint): a database that
 holds 99 % of the records is spread over as many keys as it has distinct queries;
 and on several workers a query with many records is not grouped at all: it runs
-once, and its result reaches its records as a side input.
+once, and its result reaches its records as a side input. The cap per template
+never groups records either: a template with 20,000 pairs costs a lifted top-N.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pipeline.record import Execution, Record
 from tests.conftest import REPO, make_pipeline
 from transforms.dedup import ChooseRepresentative, DedupPairs
 from transforms.execute import ExecuteQueries, run_query
+from transforms.weighting import CapPerTemplate, sampling_key
 
 HOT_REPEATS = 200_000
 CHINOOK = REPO / "examples" / "chinook.sqlite"
@@ -196,17 +198,50 @@ def test_hot_records_cross_no_shuffle_but_lifted_combines():
     p = beam.Pipeline(runner="FnApiRunner")
     record = Record(id="a", question=None, sql="s", sql_fingerprint="f", db_id="d")
     p | beam.Create([record]) | "ExecuteQueries" >> ExecuteQueries(f"sqlite:///{CHINOOK}", hot_threshold=10)
+    lifted, unlifted = _lifted_and_unlifted_shuffles(p)
+    # the one shuffle of whole records is the cold queries' grouping; the hot path only combines
+    assert unlifted == ["ExecuteQueries/GroupByQuery"], (lifted, unlifted)
+    assert any(name.startswith("ExecuteQueries/RunHotQueries/OnePerQuery") for name in lifted)
+    assert any(name.startswith("ExecuteQueries/SplitHotQueries/CountPerQuery") for name in lifted)
+
+
+def _lifted_and_unlifted_shuffles(pipeline: beam.Pipeline) -> tuple[list[str], list[str]]:
+    """The GroupByKeys of the optimized graph: (under a lifted combine, whole-element shuffles)."""
     context_stages = translations.create_and_optimize_stages(
-        p.to_runner_api(),
+        pipeline.to_runner_api(),
         phases=[translations.annotate_downstream_side_inputs, translations.fix_side_input_pcoll_coders,
                 translations.lift_combiners],
         known_runner_urns=frozenset([common_urns.primitives.FLATTEN.urn, common_urns.primitives.GROUP_BY_KEY.urn]),
     )
     urns = {t.unique_name: t.spec.urn for stage in context_stages[1] for t in stage.transforms}
-    shuffles = sorted(name for name, urn in urns.items() if urn == common_urns.primitives.GROUP_BY_KEY.urn)
-    unlifted = [name for name in shuffles if not name.endswith("/Group")
-                or urns.get(name[: -len("Group")] + "Precombine") != common_urns.combine_components.COMBINE_PER_KEY_PRECOMBINE.urn]
-    # the one shuffle of whole records is the cold queries' grouping; the hot path only combines
-    assert unlifted == ["ExecuteQueries/GroupByQuery"], shuffles
-    assert any(name.startswith("ExecuteQueries/RunHotQueries/OnePerQuery") for name in shuffles)
-    assert any(name.startswith("ExecuteQueries/SplitHotQueries/CountPerQuery") for name in shuffles)
+    precombine = common_urns.combine_components.COMBINE_PER_KEY_PRECOMBINE.urn
+    lifted, unlifted = [], []
+    for name, urn in sorted(urns.items()):
+        if urn == common_urns.primitives.GROUP_BY_KEY.urn:
+            is_lifted = name.endswith("/Group") and urns.get(name[: -len("Group")] + "Precombine") == precombine
+            (lifted if is_lifted else unlifted).append(name)
+    return lifted, unlifted
+
+
+def test_a_template_with_20k_pairs_is_capped_to_the_largest_sampling_keys_without_grouping():
+    limit, seed = 7, 11
+    records = [Record(id=f"hot{i:05d}", question=None, sql="", db_id="big", template_fingerprint="t-hot",
+                      frequency=1 + i % 13) for i in range(20_000)]
+    records += [Record(id=f"mid{i:02d}", question=None, sql="", db_id="big", template_fingerprint="t-mid",
+                       frequency=1) for i in range(30)]
+    records += [Record(id=f"few{i}", question=None, sql="", db_id="small", template_fingerprint="t-hot")
+                for i in range(limit)]  # the same template on another database: its own group, not capped
+    expected = []
+    for prefix in ("hot", "mid"):
+        group = [r for r in records if r.id.startswith(prefix)]
+        expected += sorted(group, key=lambda r: (sampling_key(r, seed, "frequency"), r.id))[-limit:]
+    expected_ids = sorted(r.id for r in expected) + [f"few{i}" for i in range(limit)]
+    with make_pipeline() as p:
+        capped = p | beam.Create(records) | "CapPerTemplate" >> CapPerTemplate(limit, "frequency", seed)
+        assert_that(capped.records | beam.Map(lambda r: r.id), equal_to(expected_ids), label="kept")
+        assert_that(capped.dead | "DeadCount" >> beam.combiners.Count.Globally(),
+                    equal_to([len(records) - len(expected_ids)]), label="every other record is a dead letter")
+        assert_that(capped.notes, equal_to(["note:sample:templates_capped"] * 2), label="two templates capped")
+    lifted, unlifted = _lifted_and_unlifted_shuffles(p)
+    assert [name for name in unlifted if name.startswith("CapPerTemplate")] == []
+    assert any(name.startswith("CapPerTemplate/LargestPerTemplate") for name in lifted)

@@ -9,26 +9,29 @@ of each group. Which ones: a seeded weighted sample without replacement
 its id, and the N largest ``u ** (1 / weight)`` are kept), with weight 1 for every
 record (``--weight_by none``) or its ``frequency`` (``--weight_by frequency``), so
 what users really run is more likely to stay. The choice depends only on the seed
-and the records, never on their arrival order, and needs memory for N records per
-group, not the group. Every record left out is a dead letter (stage ``sample``,
-reason ``max_per_template``); the report's ``sample`` section counts the groups capped.
+and the records, never on their arrival order, and needs memory for N + 1 sampling
+keys per template, never its records. Every record left out is a dead letter (stage
+``sample``, reason ``max_per_template``); the report's ``sample`` section counts the
+templates capped.
+
+No template is a hot key, however many pairs it has: the records are never grouped.
+A lifted combine (``Top.LargestPerKey``) finds each template's N + 1 largest
+sampling keys, pre-combined on every worker, so only N + 1 keys per template and
+bundle cross the shuffle; a template with more than N pairs gets a cut-off (its
+N-th largest key) in a side input, and each record is kept or dropped where it is,
+by comparing its own key with its template's cut-off.
 """
 
 from __future__ import annotations
 
 import hashlib
-import heapq
 import math
-from typing import Iterable, Iterator
+from typing import Iterator, NamedTuple
 
 import apache_beam as beam
 
 from pipeline.record import Record
 from transforms.common import DEAD, count, reject
-
-#: Tag of the notes side output (same meaning as ``transforms.instantiate.NOTES``).
-NOTES = "notes"
-
 
 def sampling_key(record: Record, seed: int, weight_by: str) -> float:
     """The record's Efraimidis–Spirakis key ``log(u) / weight``: the largest keys are kept.
@@ -43,30 +46,14 @@ def sampling_key(record: Record, seed: int, weight_by: str) -> float:
     return math.log(u) / weight
 
 
-class _CapFn(beam.DoFn):
-    def __init__(self, limit: int, weight_by: str, seed: int):
-        self.limit, self.weight_by, self.seed = limit, weight_by, seed
+def _template_key(record: Record) -> str:
+    return f"{record.db_id or ''}\x00{record.template_fingerprint}"
 
-    def process(self, element: tuple[str, Iterable[Record]]) -> Iterator:
-        _, records = element
-        kept: list[tuple[float, str, int, Record]] = []
-        dropped = 0
-        for seen, record in enumerate(records):
-            item = (sampling_key(record, self.seed, self.weight_by), record.id, seen, record)
-            if len(kept) < self.limit:
-                heapq.heappush(kept, item)
-                continue
-            out = heapq.heappushpop(kept, item)
-            dropped += 1
-            yield reject("sample", "max_per_template",
-                         f"its template has more than {self.limit} pairs; kept {self.limit} "
-                         f"(seed {self.seed}, weighted by {self.weight_by})", out[3])
-        if dropped:
-            count("sample.templates_capped")
-            yield beam.pvalue.TaggedOutput(NOTES, "note:sample:templates_capped")
-        for _, _, _, record in kept:
-            count("sample.out")
-            yield record
+
+class CapOutputs(NamedTuple):
+    records: beam.PCollection
+    dead: beam.PCollection
+    notes: beam.PCollection
 
 
 class CapPerTemplate(beam.PTransform):
@@ -78,12 +65,39 @@ class CapPerTemplate(beam.PTransform):
             raise ValueError("limit must be positive")
         self.limit, self.weight_by, self.seed = limit, weight_by, seed
 
-    def expand(self, records):
-        return (
+    def expand(self, records) -> CapOutputs:
+        limit, weight_by, seed = self.limit, self.weight_by, self.seed
+        # (sampling key, id): ids break ties, so the order is total and the choice independent of arrival
+        cutoffs = (
             records
-            | "KeyByTemplate" >> beam.Map(lambda r: (f"{r.db_id or ''}\x00{r.template_fingerprint}", r))
-            | "GroupByTemplate" >> beam.GroupByKey()
-            | "KeepSample" >> beam.ParDo(_CapFn(self.limit, self.weight_by, self.seed)).with_outputs(
-                DEAD, NOTES, main="records"
-            )
+            | "SamplingKeys" >> beam.Map(lambda r: (_template_key(r), (sampling_key(r, seed, weight_by), r.id)))
+            | "LargestPerTemplate" >> beam.combiners.Top.LargestPerKey(limit + 1)
+            | "CappedOnly" >> beam.Filter(lambda kv: len(kv[1]) > limit)
+            | "Cutoff" >> beam.MapTuple(lambda template, largest: (template, largest[limit - 1]))
         )
+        sampled = records | "KeepSample" >> beam.ParDo(
+            _KeepSampleFn(limit, weight_by, seed), beam.pvalue.AsDict(cutoffs)).with_outputs(DEAD, main="records")
+        notes = cutoffs | "CappedNotes" >> beam.Map(_capped_note)
+        return CapOutputs(sampled.records, sampled[DEAD], notes)
+
+
+def _capped_note(_: tuple) -> str:
+    count("sample.templates_capped")
+    return "note:sample:templates_capped"
+
+
+class _KeepSampleFn(beam.DoFn):
+    """Keeps a record whose (sampling key, id) reaches its template's cut-off; no cut-off keeps all."""
+
+    def __init__(self, limit: int, weight_by: str, seed: int):
+        self.limit, self.weight_by, self.seed = limit, weight_by, seed
+
+    def process(self, record: Record, cutoffs: dict) -> Iterator:
+        cutoff = cutoffs.get(_template_key(record))
+        if cutoff is None or (sampling_key(record, self.seed, self.weight_by), record.id) >= cutoff:
+            count("sample.out")
+            yield record
+            return
+        yield reject("sample", "max_per_template",
+                     f"its template has more than {self.limit} pairs; kept {self.limit} "
+                     f"(seed {self.seed}, weighted by {self.weight_by})", record)
