@@ -28,7 +28,8 @@ Beam's in-process runner, in a fresh process. It reports:
 ``--postgres auto`` adds a 100k run with ``--validate execute`` against the
 PostgreSQL Chinook database at 127.0.0.1:5432 (loaded from
 ``shared/data/chinook/Chinook_PostgreSql.sql`` when missing), skipped with a note
-when the server is not reachable. ``--big`` adds 1M (about 10 minutes per core).
+when the server is not reachable; with ``--workers`` a second one on N workers,
+where queries with 1,000 or more records run apart from the grouping. ``--big`` adds 1M (about 10 minutes per core).
 """
 
 from __future__ import annotations
@@ -365,8 +366,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 notes.append(f"execute on PostgreSQL skipped: {why_not}")
             else:
                 count = 100_000
-                runs.append(run_pipeline(f"execute pg {size_label(count)}", log_file(count), count,
-                                         ["--validate", "execute", "--database", PG_URL, "--timeout_s", "5"], workdir))
+                execute = ["--validate", "execute", "--database", PG_URL, "--timeout_s", "5"]
+                runs.append(run_pipeline(f"execute pg {size_label(count)}", log_file(count), count, execute, workdir))
+                if args.workers:  # several workers: the ~10 queries with 1,000+ records run apart (no hot key)
+                    runs.append(run_pipeline(
+                        f"execute pg {size_label(count)} x{args.workers} workers", log_file(count), count,
+                        [*execute, "--direct_running_mode", "multi_processing", "--direct_num_workers",
+                         str(args.workers)], workdir))
         raw_rate, measured = raw_sqlglot_rate(log_file(max(sizes)), 20_000)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
