@@ -164,7 +164,7 @@ def _outcome(future: Future) -> Outcome:
     return execution
 
 
-def apply_outcome(outcome: Outcome, records: Iterable[Record]) -> Iterator:
+def _apply_outcome(outcome: Outcome, records: Iterable[Record]) -> Iterator:
     """Each record with the query's execution, or as a dead letter of stage ``execute``."""
     if isinstance(outcome, Execution):
         for record in records:
@@ -213,7 +213,7 @@ class _ExecuteGroupsFn(beam.DoFn):
 
     def _emit(self, key: tuple, outcome: Outcome, records: Iterable[Record]) -> Iterator:
         """A group's outputs: its records with the execution, or each one as a dead letter."""
-        return apply_outcome(outcome, records)
+        return _apply_outcome(outcome, records)
 
     def process(self, element: tuple[tuple, Iterable[Record]]) -> Iterator:
         key, records = element
@@ -268,14 +268,10 @@ HOT_QUERY_RECORDS = 1_000
 _HOT = "hot"
 
 
-def _query_key(record: Record) -> tuple[str, str]:
-    return (record.db_id or "", record.sql_fingerprint or "")
-
-
 def _group_key(record: Record) -> tuple[str, str]:
     if record.execution is not None:
         return (_SETTLED, record.id)
-    return _query_key(record)
+    return (record.db_id or "", record.sql_fingerprint or "")
 
 
 class ExecuteOutputs(NamedTuple):
@@ -424,6 +420,6 @@ class _ExecuteHotApart(beam.PTransform):
 class _ApplyOutcomeFn(beam.DoFn):
     def process(self, element: tuple, outcomes: dict) -> Iterator:
         key, record = element
-        yield from apply_outcome(outcomes[key], (record,))
+        yield from _apply_outcome(outcomes[key], (record,))
 
 
