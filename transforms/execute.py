@@ -6,7 +6,7 @@ as it has distinct queries (the key is never the database alone). Where several
 workers share the job, a query with ``hot_threshold`` records or more is not
 grouped at all: a lifted count finds it, one representative runs it, and its result
 reaches every record of it as a side input, so no worker receives a million records
-under one key (``_ExecuteHotApart``). Each worker
+under one key (``_RunHotQueries``). Each worker
 keeps up to ``max_connections`` queries in flight on a thread pool over executors
 shared by every DoFn instance of the process (``apache_beam.utils.shared``), built
 on first use and closed at teardown.
@@ -264,8 +264,8 @@ _SETTLED = "\x00settled"
 #: Below it a group is cheap wherever it lands; above it one worker would receive them all.
 HOT_QUERY_RECORDS = 1_000
 
-#: Tag of the hot records' output of ``_SplitHotFn``.
-_HOT = "hot"
+#: Tag of the records ``_RunHotQueries`` leaves to the grouping.
+_COLD = "cold"
 
 
 def _group_key(record: Record) -> tuple[str, str]:
@@ -291,7 +291,7 @@ class ExecuteQueries(beam.PTransform):
     ``execution.status = skipped`` and nothing is run.
 
     ``hot_threshold``: run queries with at least this many records apart from the
-    grouping (see ``_ExecuteHotApart``); ``None`` groups every query, which is right
+    grouping (see ``_RunHotQueries``); ``None`` groups every query, which is right
     where one worker runs everything: the split would cost a count and a side input
     and balance nothing.
     """
@@ -328,8 +328,9 @@ class ExecuteQueries(beam.PTransform):
         keyed = records | "KeyByQuery" >> beam.Map(lambda r: (_group_key(r), r))
         hot = None
         if self.hot_threshold is not None:
-            split = keyed | "SplitHotQueries" >> _SplitHot(self.hot_threshold)
-            keyed, hot = split.cold, split[_HOT]
+            hot = keyed | "RunHotQueries" >> _RunHotQueries(
+                self.hot_threshold, self.database, self.settings, self.max_connections)
+            keyed = hot.cold
         ran = (
             keyed
             | "GroupByQuery" >> beam.GroupByKey()
@@ -340,48 +341,53 @@ class ExecuteQueries(beam.PTransform):
         )
         if hot is None:
             return ExecuteOutputs(ran.records, ran[DEAD])
-        hot_ran = hot | "RunHotQueries" >> _ExecuteHotApart(self.database, self.settings, self.max_connections)
         return ExecuteOutputs(
-            (ran.records, hot_ran.records) | "AllExecuted" >> beam.Flatten(),
-            (ran[DEAD], hot_ran.dead) | "AllDead" >> beam.Flatten(),
+            (ran.records, hot.records) | "AllExecuted" >> beam.Flatten(),
+            (ran[DEAD], hot.dead) | "AllDead" >> beam.Flatten(),
         )
 
 
-class _SplitHot(beam.PTransform):
-    """``(key, record)`` → ``cold`` (main output) and ``hot``: records of keys with ``threshold`` or more.
+#: What running a query needs of one of its records: ``(id, normalized_sql, dialect, db_id)``.
+Representative = tuple[str, Optional[str], Optional[str], Optional[str]]
 
-    The count is a ``CombinePerKey``, lifted by every runner: each worker pre-counts
-    its own records, so only one small counter per key and bundle crosses the shuffle.
-    The set of hot keys (at most records ÷ threshold of them) is a side input.
+
+class _CountAndPick(beam.CombineFn):
+    """A query's records → ``(how many, representative)``: the one with the smallest id, as what runs it.
+
+    The count says whether the query is hot. Lifted like every ``CombinePerKey``:
+    each worker pre-combines its own records, so one count and one representative
+    (its id, SQL, dialect and database, not the whole record) per key and bundle
+    cross the shuffle, however many times the query repeats.
     """
 
-    def __init__(self, threshold: int):
-        super().__init__()
-        self.threshold = threshold
+    def create_accumulator(self) -> tuple[int, Optional[Representative]]:
+        return (0, None)
 
-    def expand(self, keyed):
-        threshold = self.threshold
-        hot_keys = (
-            keyed
-            | "CountPerQuery" >> beam.combiners.Count.PerKey()
-            | "HotOnly" >> beam.Filter(lambda kv: kv[1] >= threshold and kv[0][0] != _SETTLED)
-            | "HotKeys" >> beam.Keys()
-            | "AsSet" >> beam.combiners.ToSet()
-        )
-        return keyed | "Split" >> beam.ParDo(_SplitHotFn(), beam.pvalue.AsSingleton(hot_keys)).with_outputs(
-            _HOT, main="cold")
+    def add_input(self, accumulator: tuple[int, Optional[Representative]],
+                  record: Record) -> tuple[int, Optional[Representative]]:
+        seen, chosen = accumulator
+        if chosen is None or record.id < chosen[0]:
+            chosen = (record.id, record.normalized_sql, record.dialect, record.db_id)
+        return (seen + 1, chosen)
+
+    def merge_accumulators(self, accumulators: Iterable[tuple[int, Optional[Representative]]]
+                           ) -> tuple[int, Optional[Representative]]:
+        seen, chosen = 0, None
+        for more, other in accumulators:
+            seen += more
+            if other is not None and (chosen is None or other[0] < chosen[0]):
+                chosen = other
+        return (seen, chosen)
+
+    def extract_output(self, accumulator: tuple[int, Optional[Representative]]
+                       ) -> tuple[int, Optional[Representative]]:
+        return accumulator
 
 
-class _SplitHotFn(beam.DoFn):
-    def process(self, element: tuple, hot_keys: set) -> Iterator:
-        if element[0] in hot_keys:
-            yield beam.pvalue.TaggedOutput(_HOT, element)
-        else:
-            yield element
-
-
-def _smallest_id(records: Iterable[Record]) -> Record:
-    return min(records, key=lambda record: record.id)
+def _representative_group(key: tuple, counted: tuple[int, Representative]) -> tuple[tuple, list[Record]]:
+    """The group ``_RunRepresentativeFn`` runs: the key and a record holding what running it needs."""
+    rid, sql, dialect, db_id = counted[1]
+    return (key, [Record(id=rid, question=None, sql=sql or "", normalized_sql=sql, dialect=dialect, db_id=db_id)])
 
 
 class _RunRepresentativeFn(_ExecuteGroupsFn):
@@ -391,35 +397,48 @@ class _RunRepresentativeFn(_ExecuteGroupsFn):
         yield (key, outcome)
 
 
-class _ExecuteHotApart(beam.PTransform):
-    """``(key, record)`` of hot queries → records and dead letters, without grouping the records.
+class HotOutputs(NamedTuple):
+    records: beam.PCollection  # records of hot queries, executed
+    dead: beam.PCollection  # records of hot queries that could not run
+    cold: beam.PCollection  # (key, record) of every other query, for the grouping
 
-    One representative per key (the smallest id, by a lifted combine) runs through
-    the same DoFn as every other group, which emits the outcome (an ``Execution`` or
-    the reason it could not run) instead of records. The outcomes, one per hot query,
-    are a side input that every record of the key reads: only they cross a shuffle,
-    never the records, and each record leaves exactly once.
+
+class _RunHotQueries(beam.PTransform):
+    """``(key, record)`` → hot queries' records executed without grouping them, and the ``cold`` rest.
+
+    A query is hot with ``threshold`` records or more. A lifted count (``_CountAndPick``)
+    finds those queries and a representative of each; the representatives run
+    through the same DoFn as every group, which emits each query's outcome (an
+    ``Execution``, or why it could not run) instead of records. The outcomes — at
+    most records ÷ threshold of them — are a side input: each record of a hot query
+    takes its query's outcome where it is, every other record goes on to the
+    grouping. Only counts, representatives and outcomes cross a shuffle, never the
+    hot records, and each record leaves exactly once.
     """
 
-    def __init__(self, database: str, settings: dict[str, Any], max_connections: int):
+    def __init__(self, threshold: int, database: str, settings: dict[str, Any], max_connections: int):
         super().__init__()
+        self.threshold = threshold
         self.database, self.settings, self.max_connections = database, settings, max_connections
 
-    def expand(self, hot) -> ExecuteOutputs:
+    def expand(self, keyed) -> HotOutputs:
+        threshold = self.threshold
         outcomes = (
-            hot
-            | "OnePerQuery" >> beam.CombinePerKey(_smallest_id)
-            | "AsGroup" >> beam.MapTuple(lambda key, record: (key, [record]))
+            keyed
+            | "CountPerQuery" >> beam.CombinePerKey(_CountAndPick())
+            | "HotOnly" >> beam.Filter(lambda kv: kv[1][0] >= threshold and kv[0][0] != _SETTLED)
+            | "AsGroup" >> beam.MapTuple(_representative_group)
             | "RunOnce" >> beam.ParDo(_RunRepresentativeFn(self.database, self.settings, self.max_connections))
         )
-        applied = hot | "Apply" >> beam.ParDo(_ApplyOutcomeFn(), beam.pvalue.AsDict(outcomes)).with_outputs(
-            DEAD, main="records")
-        return ExecuteOutputs(applied.records, applied[DEAD])
+        split = keyed | "ApplyOrPass" >> beam.ParDo(_ApplyHotFn(), beam.pvalue.AsDict(outcomes)).with_outputs(
+            DEAD, _COLD, main="records")
+        return HotOutputs(split.records, split[DEAD], split[_COLD])
 
 
-class _ApplyOutcomeFn(beam.DoFn):
+class _ApplyHotFn(beam.DoFn):
     def process(self, element: tuple, outcomes: dict) -> Iterator:
-        key, record = element
-        yield from _apply_outcome(outcomes[key], (record,))
-
-
+        outcome = outcomes.get(element[0])
+        if outcome is None:
+            yield beam.pvalue.TaggedOutput(_COLD, element)
+            return
+        yield from _apply_outcome(outcome, (element[1],))
