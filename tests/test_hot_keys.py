@@ -135,7 +135,7 @@ def test_execution_groups_by_database_and_query_never_by_database_alone():
 
 def _hot_and_cold_records():
     """One query 1,500 times on ``big``, one failing query 300 times, one on an unknown database
-    300 times, and 40 cold queries twice each."""
+    300 times, 40 cold queries twice each, and 200 records that already carry an execution."""
     def record(rid, sql, db_id, fingerprint):
         return Record(id=rid, question="q", sql=sql, normalized_sql=sql, dialect="sqlite", db_id=db_id,
                       sql_fingerprint=fingerprint)
@@ -144,6 +144,9 @@ def _hot_and_cold_records():
     records += [record(f"e{i:05d}", "SELECT nope FROM track", "big", "hot-error") for i in range(300)]
     records += [record(f"u{i:05d}", "SELECT 1", "unknown", "hot-unknown") for i in range(300)]
     records += [record(f"c{i:05d}", f"SELECT {i % 40}", "small", f"cold{i % 40}") for i in range(80)]
+    # settled before Execute (a template Instantiate could not fill): 200 of one query, never run again
+    records += [record(f"s{i:05d}", "SELECT $1", "big", "settled")._replace(execution=Execution("error"))
+                for i in range(200)]
     return records
 
 
@@ -169,12 +172,14 @@ def _run_skewed(hot_threshold):
     grouped = _group_keys_of(p, "ExecuteQueries/GroupByQuery") | "Keys" >> beam.Map(lambda kv: kv[0]) | beam.Distinct()
     cold = [("small", f"cold{q}") for q in range(40)]
     hot = [("big", "hot"), ("big", "hot-error"), ("unknown", "hot-unknown")]
-    assert_that(grouped, equal_to(cold if hot_threshold else cold + hot), label="grouped keys")
+    settled = [("\x00settled", f"s{i:05d}") for i in range(200)]  # keyed apart, passed through unchanged
+    assert_that(grouped, equal_to(cold + settled if hot_threshold else cold + hot + settled), label="grouped keys")
     outcomes = executed.records | "Outcomes" >> beam.Map(
         lambda r: (r.id[0], r.execution.status, r.execution.row_count if r.id[0] == "h" else None,
                    r.execution.result_hash if r.id[0] == "h" else None)) | "CountOutcomes" >> beam.combiners.Count.PerElement()
     assert_that(outcomes, equal_to([((prefix, *expected[prefix]), n) for prefix, n in (("h", 1_500), ("e", 300))]
-                                   + [(("c", "ok", None, None), 80)]), label="every record's execution")
+                                   + [(("c", "ok", None, None), 80), (("s", "error", None, None), 200)]),
+                label="every record's execution")
     dead = executed.dead | "DeadRows" >> beam.Map(lambda d: (d.record.id[0], d.stage, d.reason))
     assert_that(dead | "CountDead" >> beam.combiners.Count.PerElement(), equal_to([(("u", "execute", "no_database"), 300)]),
                 label="dead letters")
