@@ -33,6 +33,7 @@ import apache_beam as beam
 from pipeline.record import Record
 from transforms.common import DEAD, count, reject
 
+
 def sampling_key(record: Record, seed: int, weight_by: str) -> float:
     """The record's Efraimidis–Spirakis key ``log(u) / weight``: the largest keys are kept.
 
