@@ -29,9 +29,9 @@ EXAMPLE_ARGS = (
 MULTI = ("--direct_running_mode", "multi_processing", "--direct_num_workers", "2")
 
 
-def _run(prefix: pathlib.Path, *extra: str) -> dict[str, bytes]:
+def _run(prefix: pathlib.Path, *extra: str, inputs: tuple[str, ...] = EXAMPLE_ARGS) -> dict[str, bytes]:
     completed = subprocess.run(
-        [sys.executable, "-m", "pipeline", "run", *EXAMPLE_ARGS, "--output", str(prefix), *extra],
+        [sys.executable, "-m", "pipeline", "run", *inputs, "--output", str(prefix), *extra],
         cwd=REPO, capture_output=True, text=True, timeout=600,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
@@ -71,3 +71,20 @@ def test_the_runs_wrote_pairs_and_dead_letters(runs):
     pairs = b"".join(v for k, v in files.items() if k.startswith("-0"))
     rejects = b"".join(v for k, v in files.items() if k.startswith("-rejects-"))
     assert pairs.count(b"\n") > 10 and rejects.count(b"\n") > 0
+
+
+def test_a_hot_query_run_apart_on_two_workers_writes_what_one_worker_writes(tmp_path):
+    """1,200 records of one query: on two workers it runs apart from the grouping (1,000+ records)."""
+    log = tmp_path / "hot.sql"
+    statements = ["SELECT COUNT(*) FROM track;"] * 1_200 + ["SELECT name FROM genre WHERE genreid = 3;"] * 5
+    statements += ["SELECT title FROM album WHERE albumid = 1;", "SELECT nope FROM track;"] * 3
+    log.write_text("\n".join(statements) + "\n", encoding="utf-8")
+    inputs = ("--sql_logs", str(log), "--database", "sqlite:///examples/chinook.sqlite", "--num_shards", "3")
+    single = _run(tmp_path / "single" / "pairs", inputs=inputs)
+    multi = _run(tmp_path / "multi" / "pairs", *MULTI, inputs=inputs)
+    assert multi == single
+    pairs = [json.loads(line) for name, data in single.items() if name.startswith("-0")
+             for line in data.decode().splitlines()]
+    hot = [pair for pair in pairs if pair["sql"] == "SELECT COUNT(*) FROM track;"
+           or "count(*)" in pair["normalized_sql"].lower()]
+    assert len(hot) == 1 and hot[0]["frequency"] == 1_200 and hot[0]["execution"]["status"] == "ok"
