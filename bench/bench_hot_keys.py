@@ -17,7 +17,8 @@ runs over it twice on Beam's in-process runner:
 
 For each it prints the queries run (the ``execute.queries`` counter), the largest
 number of records under one key of the ``GroupByQuery`` shuffle (what one worker
-would receive), the records out, wall and CPU seconds. Same results either way is
+would receive: the max of the stage's ``execute.group_records`` distribution), the
+records out, wall and CPU seconds. Same results either way is
 the tests' business (``tests/test_hot_keys.py``); this shows the size of the
 largest group at a million records and what the split costs on one process.
 """
@@ -58,22 +59,6 @@ def _records(chunk: int, records: int):
                      db_id=db_id, sql_fingerprint=fingerprint)
 
 
-def _group_input(pipeline: beam.Pipeline, label: str) -> beam.PCollection:
-    found = []
-
-    class _Visitor(beam.pipeline.PipelineVisitor):
-        def visit_transform(self, node):
-            if node.full_label == label:
-                found.extend(node.inputs)
-
-    pipeline.visit(_Visitor())
-    return found[0]
-
-
-def _observe_group(size: int) -> None:
-    Metrics.distribution("bench", "group_records").update(size)
-
-
 def run(records: int, workers: int, hot_threshold) -> dict:
     options = ["--runner=FnApiRunner"]
     if workers > 1:
@@ -88,9 +73,6 @@ def run(records: int, workers: int, hot_threshold) -> dict:
         | "ExecuteQueries" >> ExecuteQueries(databases, max_connections=4, hot_threshold=hot_threshold)
     )
     executed.records | "CountOut" >> beam.Map(lambda _: Metrics.counter("bench", "records_out").inc())
-    (_group_input(pipeline, "ExecuteQueries/GroupByQuery")
-     | "GroupSizes" >> beam.combiners.Count.PerKey()
-     | "Observe" >> beam.MapTuple(lambda _, size: _observe_group(size)))
     started, cpu = time.monotonic(), _cpu()
     result = pipeline.run()
     result.wait_until_finish()
@@ -99,8 +81,8 @@ def run(records: int, workers: int, hot_threshold) -> dict:
     counters: dict[str, int] = {}
     for counter in metrics["counters"]:
         counters[counter.key.metric.name] = counters.get(counter.key.metric.name, 0) + counter.committed
-    largest = max((d.committed.max for d in metrics["distributions"] if d.key.metric.name == "group_records"),
-                  default=0)
+    largest = max((d.committed.max for d in metrics["distributions"]
+                   if d.key.metric.name == "execute.group_records"), default=0)
     return {"queries": counters.get("execute.queries", 0), "largest": largest,
             "out": counters.get("records_out", 0), "wall": wall, "cpu": cpu}
 

@@ -185,9 +185,13 @@ def _run_skewed(hot_threshold):
                 label="dead letters")
     result = p.run()
     result.wait_until_finish()
+    metrics = result.metrics().query(MetricsFilter().with_namespace("sqlpairs"))
     counters = collections.Counter()  # summed over the steps that count them
-    for counter in result.metrics().query(MetricsFilter().with_namespace("sqlpairs"))["counters"]:
+    for counter in metrics["counters"]:
         counters[counter.key.metric.name] += counter.committed
+    for distribution in metrics["distributions"]:  # as a counter: the largest value over the steps
+        name = f"{distribution.key.metric.name}.max"
+        counters[name] = max(counters[name], distribution.committed.max)
     return counters
 
 
@@ -197,6 +201,8 @@ def test_a_hot_query_runs_once_and_gives_every_record_its_result(hot_threshold):
     # each distinct runnable query ran once (the unknown database's never runs)
     assert counters["execute.queries"] == 2 + 40
     assert counters["execute.rejected.no_database"] == 300
+    # what the grouping's largest key held: the hot query's 1,500 records, or a cold query's 2
+    assert counters["execute.group_records.max"] == (2 if hot_threshold else 1_500)
 
 
 def test_hot_records_cross_no_shuffle_but_lifted_combines():

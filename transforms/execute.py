@@ -27,6 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Iterable, Iterator, NamedTuple, Optional, Union
 
 import apache_beam as beam
+from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.shared import Shared
 from apache_beam.utils.windowed_value import WindowedValue
@@ -35,7 +36,7 @@ from sqlglot.tokens import TokenType
 from adapters.db import DatabaseMap, DatabaseUnavailable, Executor, open_executor, redact
 from pipeline.record import Execution, Record
 from transforms import parsing
-from transforms.common import DEAD, count, reject
+from transforms.common import DEAD, NAMESPACE, count, reject
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -97,6 +98,9 @@ def _acquire_executors(database: str, settings: dict[str, Any], max_connections:
 
 
 _SHARED_EXECUTORS = Shared()
+
+#: Records per executed group (a distribution: count, sum, min, max).
+_GROUP_RECORDS = Metrics.distribution(NAMESPACE, "execute.group_records")
 
 
 def top_level_order_by(sql: str, dialect: Optional[str]) -> bool:
@@ -212,8 +216,17 @@ class _ExecuteGroupsFn(beam.DoFn):
             yield from self._emit(key, _outcome(future), records)
 
     def _emit(self, key: tuple, outcome: Outcome, records: Iterable[Record]) -> Iterator:
-        """A group's outputs: its records with the execution, or each one as a dead letter."""
-        return _apply_outcome(outcome, records)
+        """A group's outputs: its records with the execution, or each one as a dead letter.
+
+        Also records the group's size in the ``execute.group_records`` distribution:
+        its max is the largest key one worker received (on Dataflow's monitoring page
+        too), so a hot key shows without reading the data.
+        """
+        size = 0
+        for output in _apply_outcome(outcome, records):
+            size += 1
+            yield output
+        _GROUP_RECORDS.update(size)
 
     def process(self, element: tuple[tuple, Iterable[Record]]) -> Iterator:
         key, records = element
