@@ -174,15 +174,17 @@ def _run_skewed(hot_threshold):
     hot = [("big", "hot"), ("big", "hot-error"), ("unknown", "hot-unknown")]
     settled = [("\x00settled", f"s{i:05d}") for i in range(200)]  # keyed apart, passed through unchanged
     assert_that(grouped, equal_to(cold + settled if hot_threshold else cold + hot + settled), label="grouped keys")
-    outcomes = executed.records | "Outcomes" >> beam.Map(
-        lambda r: (r.id[0], r.execution.status, r.execution.row_count if r.id[0] == "h" else None,
-                   r.execution.result_hash if r.id[0] == "h" else None)) | "CountOutcomes" >> beam.combiners.Count.PerElement()
+    outcomes = (executed.records
+                | "Outcomes" >> beam.Map(lambda r: (r.id[0], r.execution.status,
+                                                    r.execution.row_count if r.id[0] == "h" else None,
+                                                    r.execution.result_hash if r.id[0] == "h" else None))
+                | "CountOutcomes" >> beam.combiners.Count.PerElement())
     assert_that(outcomes, equal_to([((prefix, *expected[prefix]), n) for prefix, n in (("h", 1_500), ("e", 300))]
                                    + [(("c", "ok", None, None), 80), (("s", "error", None, None), 200)]),
                 label="every record's execution")
     dead = executed.dead | "DeadRows" >> beam.Map(lambda d: (d.record.id[0], d.stage, d.reason))
-    assert_that(dead | "CountDead" >> beam.combiners.Count.PerElement(), equal_to([(("u", "execute", "no_database"), 300)]),
-                label="dead letters")
+    assert_that(dead | "CountDead" >> beam.combiners.Count.PerElement(),
+                equal_to([(("u", "execute", "no_database"), 300)]), label="dead letters")
     result = p.run()
     result.wait_until_finish()
     metrics = result.metrics().query(MetricsFilter().with_namespace("sqlpairs"))
