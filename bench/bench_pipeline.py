@@ -29,7 +29,8 @@ Beam's in-process runner, in a fresh process. It reports:
 PostgreSQL Chinook database at 127.0.0.1:5432 (loaded from
 ``shared/data/chinook/Chinook_PostgreSql.sql`` when missing), skipped with a note
 when the server is not reachable; with ``--workers`` a second one on N workers,
-where queries with 1,000 or more records run apart from the grouping. ``--big`` adds 1M (about 10 minutes per core).
+where queries with 1,000 or more records run apart from the grouping. ``--big``
+adds 1M (about 10 minutes per core).
 """
 
 from __future__ import annotations

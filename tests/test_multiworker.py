@@ -85,6 +85,5 @@ def test_a_hot_query_run_apart_on_two_workers_writes_what_one_worker_writes(tmp_
     assert multi == single
     pairs = [json.loads(line) for name, data in single.items() if name.startswith("-0")
              for line in data.decode().splitlines()]
-    hot = [pair for pair in pairs if pair["sql"] == "SELECT COUNT(*) FROM track;"
-           or "count(*)" in pair["normalized_sql"].lower()]
+    hot = [pair for pair in pairs if "count(*)" in pair["normalized_sql"].lower()]
     assert len(hot) == 1 and hot[0]["frequency"] == 1_200 and hot[0]["execution"]["status"] == "ok"

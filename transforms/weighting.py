@@ -10,7 +10,8 @@ its id, and the N largest ``u ** (1 / weight)`` are kept), with weight 1 for eve
 record (``--weight_by none``) or its ``frequency`` (``--weight_by frequency``), so
 what users really run is more likely to stay. The choice depends only on the seed
 and the records, never on their arrival order, and needs memory for N + 1 sampling
-keys per template, never its records. Every record left out is a dead letter (stage
+keys per template while combining and one cut-off per *capped* template on every
+worker (a float and an id), never a template's records. Every record left out is a dead letter (stage
 ``sample``, reason ``max_per_template``); the report's ``sample`` section counts the
 templates capped.
 
@@ -58,7 +59,10 @@ class CapOutputs(NamedTuple):
 
 
 class CapPerTemplate(beam.PTransform):
-    """Records → at most ``limit`` records per (db_id, template_fingerprint); the rest to ``dead``."""
+    """Records → at most ``limit`` records per (db_id, template_fingerprint); the rest to ``dead``.
+
+    ``notes`` holds one ``note:sample:templates_capped`` per template that lost records.
+    """
 
     def __init__(self, limit: int, weight_by: str = "none", seed: int = 0):
         super().__init__()
