@@ -41,6 +41,7 @@ class JobConfig(NamedTuple):
     skip_reason: str
     timeout_s: float
     max_rows: int
+    max_result_bytes: int
     max_connections: Optional[int]
     password_env: Optional[str]
     filter: FilterSettings

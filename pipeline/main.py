@@ -174,6 +174,7 @@ def resolve(values: argparse.Namespace):
             include_failures=values.include_failures,
             context="full" if values.context == "segmented" else values.context,  # the model segments later
             dialect=source or target,
+            max_sql_bytes=values.max_sql_bytes,
         ),
         target_dialect=target,
         source_dialect=source,
@@ -181,6 +182,7 @@ def resolve(values: argparse.Namespace):
         skip_reason=f"not executed (--validate {validate})",
         timeout_s=values.timeout_s,
         max_rows=values.max_rows,
+        max_result_bytes=values.max_result_bytes,
         max_connections=values.max_connections,
         password_env=values.database_password_env,
         filter=FilterSettings(

@@ -108,6 +108,10 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("db_id_field", "Field naming the database a logged query ran on (matched against "
                "--database db_id=URL entries; --seed_pairs read 'db_id' when this is not given).",
                "Database id field"),
+    OptionSpec("max_sql_bytes", "Largest input item read, in bytes (one SQL statement, one JSON/CSV/Parquet "
+               "record or one chat message), checked before parsing: a larger one is a dead letter "
+               "(sql_too_long) and reading it never holds more than a bounded buffer.", "Input item byte cap",
+               default=1_048_576, type=_positive_int),
     OptionSpec("chat_history", "Chat histories with an analytics agent: a glob of JSON arrays or JSONL of "
                "messages (Vercel AI SDK UIMessage parts or OpenAI tool_calls).", "Chat history files"),
     OptionSpec("tool_name", "Name of the agent tool whose 'sql' argument is extracted from chat histories.",
@@ -160,9 +164,13 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                "Query timeout (s)", default=5.0, type=_positive_float),
     OptionSpec("max_rows", "Rows fetched per query at most (the result hash covers the capped rows).",
                "Row cap", default=10000, type=_positive_int),
-    OptionSpec("max_connections", "Concurrent queries per worker process (and the size of each "
-               "database connection pool). Default: 4 per CPU core.", "Connections per worker",
+    OptionSpec("max_result_bytes", "Bytes of result rows kept per query at most (their text size as hashed); "
+               "rows past the cap are not kept and the result is marked truncated, so a worker holds at most "
+               "--max_connections x this in results.", "Result byte cap", default=16_777_216,
                type=_positive_int),
+    OptionSpec("max_connections", "Concurrent queries per worker process, and database connections open "
+               "per worker process at most, over all databases together. Default: 4 per CPU core.",
+               "Connections per worker", type=_positive_int),
     # --- LLM ---------------------------------------------------------------------------
     OptionSpec("llm", "Who writes questions for SQL that has none: 'rules' (offline, deterministic), "
                "'gemini' (Gemini via google-genai: Vertex AI with --llm_project, else the Gemini API with "

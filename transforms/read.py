@@ -42,6 +42,7 @@ class ReadSettings(NamedTuple):
     include_failures: bool = False
     context: str = "full"
     dialect: Optional[str] = None
+    max_sql_bytes: int = 1_048_576  # --max_sql_bytes: the largest item any reader parses
 
 
 def format_of(path: str, kind: str, declared: str = "auto") -> str:
