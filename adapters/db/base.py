@@ -22,6 +22,30 @@ from pipeline.record import Execution
 from transforms.equivalence import result_hash
 
 
+#: ``--max_result_bytes``' default: result rows kept per query, measured by ``row_bytes``.
+DEFAULT_MAX_RESULT_BYTES = 16 * 1024 * 1024
+
+
+def row_bytes(row: Sequence[Any]) -> int:
+    """About how many bytes a fetched row holds: the length of each value's text, plus one per value.
+
+    Cheap and deterministic (the same row always measures the same), so a result cut
+    at ``max_result_bytes`` is cut at the same row on every run.
+
+    >>> row_bytes((1, "abc", None, b"xy"))
+    10
+    """
+    size = 0
+    for value in row:
+        if value is None:
+            size += 1
+        elif isinstance(value, (str, bytes, bytearray, memoryview)):
+            size += len(value) + 1
+        else:
+            size += len(str(value)) + 1
+    return size
+
+
 class DatabaseUnavailable(Exception):
     """The database could not be reached (at start, or after bounded reconnects)."""
 
@@ -70,12 +94,14 @@ class Executor:
         max_rows: int = 10000,
         max_connections: int = 4,
         password: Optional[str] = None,
+        max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
     ):
         self.url = url
         self.password = password
         self.timeout_s = timeout_s
         self.max_rows = max_rows
         self.max_connections = max_connections
+        self.max_result_bytes = max_result_bytes
 
     # -- to implement -------------------------------------------------------------
     def _run(self, sql: str) -> tuple[Sequence[str], list[Sequence[Any]], bool]:
@@ -127,13 +153,27 @@ class Executor:
         return f"{type(self).__name__}({display_url(self.url)!r})"
 
 
-def fetch_capped(cursor: Any, max_rows: int, batch: int = 1000) -> tuple[list[Sequence[Any]], bool]:
-    """Fetch at most ``max_rows`` rows with ``fetchmany`` and tell whether more were left."""
+def fetch_capped(
+    cursor: Any, max_rows: int, batch: int = 1000, max_bytes: Optional[int] = None
+) -> tuple[list[Sequence[Any]], bool]:
+    """Fetch at most ``max_rows`` rows (and ``max_bytes`` of them, by ``row_bytes``) with
+    ``fetchmany``, and tell whether more were left.
+
+    The row that would pass ``max_bytes`` is not kept: the result is ``truncated``.
+    """
     rows: list[Sequence[Any]] = []
+    size = 0
     while len(rows) < max_rows:
         chunk = cursor.fetchmany(min(batch, max_rows - len(rows)))
         if not chunk:
             return rows, False
-        rows.extend(chunk)
+        if max_bytes is None:
+            rows.extend(chunk)
+            continue
+        for row in chunk:
+            size += row_bytes(row)
+            if size > max_bytes:
+                return rows, True
+            rows.append(row)
     return rows, bool(cursor.fetchmany(1))
 
