@@ -30,6 +30,11 @@ the queries are measured against:
   AND/OR conditions with LIKE, BETWEEN, [NOT] IN / scalar subqueries,
   column-to-column comparisons, GROUP BY/HAVING, ORDER BY/LIMIT, set
   operations, derived tables), to cover combinations nobody wrote by hand;
+* ``quoted``: the ``chinook`` and ``random`` queries that hold a string, with
+  every string written in double quotes as Spider's own SQLite queries often do
+  (``WHERE Name = "Queen" OR ...``): the Spider parser reads ``"..."`` as a
+  string, while sqlglot's SQLite reader makes it a quoted column, so this set
+  checks that the labels do not depend on the quote character;
 * ``defog``: the first alternative of every row of Defog's
   ``questions_gen_sqlite.csv``, against empty SQLite copies of the Defog
   schemas built from the column metadata (``pypi_dumps/*.json``) and DDL
@@ -427,6 +432,11 @@ def _random_query(rng: random.Random, depth: int) -> str:
     return sql
 
 
+def double_quoted(queries: Iterable[Query]) -> list[Query]:
+    """The queries that hold a string literal, with ``'...'`` written ``"..."`` (Spider style)."""
+    return [Query("quoted", q.sql.replace("'", '"'), q.db_path) for q in queries if "'" in q.sql]
+
+
 def defog_queries(data_dir: Path, workdir: Path) -> list[Query]:
     """First alternative of each Defog sqlite question, against an empty copy of its schema."""
     defog = data_dir / "defog"
@@ -635,8 +645,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: {reference.note}")
 
     with tempfile.TemporaryDirectory() as workdir:
-        queries = (chinook_queries(args.data_dir) + random_chinook_queries(args.data_dir, args.random)
-                   + defog_queries(args.data_dir, Path(workdir)))
+        spider_style = chinook_queries(args.data_dir) + random_chinook_queries(args.data_dir, args.random)
+        queries = spider_style + double_quoted(spider_style) + defog_queries(args.data_dir, Path(workdir))
         if not queries:
             print(f"no queries: {args.data_dir} has neither chinook/ nor defog/")
             return 2

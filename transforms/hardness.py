@@ -29,7 +29,9 @@ Details kept from the original, even where they look accidental:
   HAVING it is handed the ``and``/``or`` tokens too, so each of those counts
   as one aggregate as well.
 * ``a = b OR c = 1``, where the value ``b`` is neither a number, a string nor
-  a subquery: the Spider parser reads ``b`` as a column and skips the rest up
+  a subquery (a double-quoted ``"b"`` is a string there, as Spider's tokenizer
+  reads it, although sqlglot's SQLite reader makes it a quoted column; see
+  :func:`is_spider_string`): the Spider parser reads ``b`` as a column and skips the rest up
   to the next AND, so the OR-ed conditions after it are not counted at all.
   When the skipped text holds a parenthesis (``OR c IN (SELECT ..)``,
   ``OR f(c) = 1``) the skip ends there and the parser reads nothing more of
@@ -315,7 +317,34 @@ def _swallows_following_or(condition: exp.Expression) -> bool:
         value = value.this
     if isinstance(value, exp.Neg):
         value = value.this
-    return value is not None and not isinstance(value, (exp.Literal, exp.Null, exp.Query))
+    return (
+        value is not None
+        and not isinstance(value, (exp.Literal, exp.Null, exp.Query))
+        and not is_spider_string(value)
+    )
+
+
+def is_spider_string(node: exp.Expression) -> bool:
+    """Whether the Spider parser reads ``node`` as a string value although sqlglot has a column.
+
+    Spider's ``tokenize`` turns every ``'`` into ``"`` and keeps each ``"..."`` as one
+    token, and ``parse_value`` takes any token holding a ``"`` to be a string. Spider's
+    SQLite queries write strings both ways (``name = "Ben Jones"``), while sqlglot's
+    SQLite reader (rightly, for SQLite) makes a double-quoted word a quoted identifier.
+    So an unqualified quoted column in a value position is a string here. ``T1."x"``
+    stays a column: Spider's tokenizer does not split it out as a value. This only
+    steers the counting; the tree and the normalized SQL are untouched.
+
+    >>> import sqlglot
+    >>> is_spider_string(sqlglot.parse_one('"Ben Jones"', read="sqlite"))
+    True
+    >>> is_spider_string(sqlglot.parse_one("name", read="sqlite"))
+    False
+    """
+    if not isinstance(node, exp.Column) or node.args.get("table") is not None:
+        return False
+    identifier = node.this
+    return isinstance(identifier, exp.Identifier) and bool(identifier.args.get("quoted"))
 
 
 def _stops_scan(condition: exp.Expression) -> bool:
