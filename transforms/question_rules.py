@@ -224,13 +224,14 @@ _GENERIC_ALIASES = frozenset(
 class _Source:
     """One table (or CTE, or derived table) in a scope."""
 
-    __slots__ = ("singular", "plural", "how", "links")
+    __slots__ = ("singular", "plural", "how", "links", "cond")
 
-    def __init__(self, singular: str, plural: str, how: str) -> None:
+    def __init__(self, singular: str, plural: str, how: str, cond: str = "") -> None:
         self.singular = singular
         self.plural = plural
         self.how = how  # "main", "inner", "outer" or "cross"
         self.links = 0  # how many other tables join conditions connect it to
+        self.cond = cond  # the WHERE/HAVING phrase of a derived table or CTE: it filters too
 
 
 class _Scope:
@@ -285,24 +286,81 @@ class _Scope:
             self.mentioned.append(source)
 
 
-def _source_for(node: exp.Expression, how: str, parent: Optional[_Scope]) -> _Source:
+def _source_for(node: exp.Expression, how: str, parent: Optional[_Scope], depth: int = 0) -> _Source:
+    """The words for one FROM/JOIN item; a derived table or CTE also brings its conditions.
+
+    What a derived table or CTE keeps (its WHERE and HAVING, at any depth) filters the outer
+    query as much as the outer WHERE does, so it is said (``_Source.cond``). A grouped one
+    without an informative name yields one row per group: its rows are named after the
+    grouping key ('authors' for ``GROUP BY authorid``).
+    """
+    body = _cte_body(node) if isinstance(node, exp.Table) else None
     if isinstance(node, exp.Table) and node.name:
         words = humanize(node.name)
     else:
         alias = node.alias if isinstance(node, (exp.Subquery, exp.Table)) else ""
         inner = node.this if isinstance(node, exp.Subquery) else None
+        body = inner
         if alias and alias.lower() not in _GENERIC_ALIASES and len(alias) > 2:
             words = humanize(alias)
         elif isinstance(inner, exp.Select) and isinstance(inner.args.get("from_"), exp.From):
-            return _source_for(inner.args["from_"].this, how, parent)
+            source = _source_for(inner.args["from_"].this, how, parent, depth + 1)
+            _add_body_conditions(source, inner, parent, depth, rename=True)
+            return source
         else:
             words = "record"
     singular = singularize(words)
-    return _Source(singular, pluralize(singular), how)
+    source = _Source(singular, pluralize(singular), how)
+    if isinstance(body, exp.Select):
+        _add_body_conditions(source, body, parent, depth, rename=False)
+    return source
 
 
-def _build_scope(select: exp.Select, parent: Optional[_Scope]) -> _Scope:
+def _cte_body(table: exp.Table) -> Optional[exp.Expression]:
+    """The query a table reference names when it is a CTE of an enclosing WITH, else None."""
+    if table.args.get("db") is not None:
+        return None
+    name = table.name.lower()
+    current = table.parent
+    while current is not None:
+        with_ = current.args.get("with_")
+        if isinstance(with_, exp.With):
+            for cte in with_.expressions:
+                if cte.alias.lower() == name:
+                    # a recursive CTE names itself: describing its body would loop
+                    return None if table.find_ancestor(exp.CTE) is cte else cte.this
+        current = current.parent
+    return None
+
+
+def _add_body_conditions(
+    source: _Source, body: exp.Select, parent: Optional[_Scope], depth: int, rename: bool
+) -> None:
+    """Give ``source`` the WHERE/HAVING phrase of the query it stands for (see ``_source_for``)."""
+    if depth >= _MAX_DEPTH:
+        return
+    inner = _build_scope(body, parent, depth + 1)
+    conditions = [inner_source.cond for inner_source in inner.order if inner_source.cond]
+    conditions += [_cond(c, inner, nested=True) for c in _filters(body)]
+    having = body.args.get("having")
+    group = body.args.get("group")
+    if isinstance(having, exp.Having):
+        conditions.append(_cond(having.this, inner, nested=True))
+    if rename and isinstance(group, exp.Group) and len(group.expressions) == 1:
+        key = _unwrap(group.expressions[0])
+        if isinstance(key, exp.Column):
+            words = humanize(key.name)
+            stem = words[:-3] if words.endswith(" id") else words[:-2] if words.endswith("id") else words
+            if len(stem) >= 3:
+                source.singular = singularize(stem)
+                source.plural = pluralize(source.singular)
+    source.cond = " and ".join(c for c in conditions if c)
+
+
+def _build_scope(select: exp.Select, parent: Optional[_Scope], depth: Optional[int] = None) -> _Scope:
     scope = _Scope(parent)
+    if depth is not None:
+        scope.depth = depth  # a derived table or CTE body: as deep as the query naming it, plus one
     from_ = select.args.get("from_")
     nodes: list[tuple[exp.Expression, str]] = []
     if isinstance(from_, exp.From) and from_.this is not None:
@@ -312,7 +370,7 @@ def _build_scope(select: exp.Select, parent: Optional[_Scope]) -> _Scope:
         how = "outer" if side else "cross" if kind == "CROSS" else "inner"
         nodes.append((join.this, how))
     for node, how in nodes:
-        source = _source_for(node, how, parent)
+        source = _source_for(node, how, parent, scope.depth)
         scope.order.append(source)
         if how == "main":
             scope.main = source
@@ -1596,7 +1654,7 @@ def _render_select(select: exp.Select, parent: Optional[_Scope]) -> _Parts:
     scope = _build_scope(select, parent)
     parts = _Parts(scope)
 
-    conditions: list[str] = []
+    conditions: list[str] = [source.cond for source in scope.order if source.cond]
     for conjunct in _filters(select):
         named = None if parts.named else _named_phrase(conjunct, scope)
         if named is not None:
