@@ -111,3 +111,65 @@ def test_a_training_report_left_by_an_earlier_run_is_not_merged(tmp_path):
     write_report_pages(f"{tmp_path / 'pairs'}-report.json", report)
     assert "preference" not in report
     assert '<section id="preference">' not in (tmp_path / "pairs-report.html").read_text()
+
+
+def _capture_figures(monkeypatch) -> list:
+    from transforms import report_html
+
+    figures = []
+    real = report_html.png_data_uri
+
+    def keep(figure):
+        uri = real(figure)  # lays the figure out (tight_layout) before the boxes are measured
+        figures.append(figure)
+        return uri
+
+    monkeypatch.setattr(report_html, "png_data_uri", keep)
+    return figures
+
+
+def _overlap(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def test_legends_hide_neither_the_axis_label_nor_the_title(monkeypatch):
+    from transforms.report_html import funnel_plot, token_plot
+
+    figures = _capture_figures(monkeypatch)
+    token_plot({"questions": {"prompt_tokens": 10, "completion_tokens": 2}})  # one bar: the shortest plot
+    funnel_plot(REPORT["stages"])
+    for figure in figures:
+        axes = figure.axes[0]
+        renderer = figure._get_renderer()
+        legend = axes.get_legend().get_window_extent(renderer)
+        assert not _overlap(legend, axes.xaxis.label.get_window_extent(renderer))
+        assert not _overlap(legend, axes.title.get_window_extent(renderer))
+        assert not _overlap(legend, axes.get_window_extent(renderer))
+
+
+def test_funnel_counts_stand_after_the_whole_bar_not_on_the_rejected_part(monkeypatch):
+    from transforms.report_html import funnel_plot
+
+    figures = _capture_figures(monkeypatch)
+    funnel_plot(REPORT["stages"])
+    axes = figures[0].axes[0]
+    ends = {row["stage"]: row["out"] + row["rejected"] + row.get("merged", 0) for row in REPORT["stages"]}
+    for text in axes.texts:
+        stage = list(ends)[::-1][round(text.get_position()[1])]
+        assert text.get_position()[0] == ends[stage]
+
+
+def test_cost_reads_n_a_when_no_price_was_given_and_a_number_when_one_was():
+    unpriced = render_html(REPORT)
+    assert "n/a" in unpriced and "0.0042" not in unpriced  # no price among the options: a cost is unknown
+    priced = render_html({**REPORT, "options": {**REPORT["options"], "llm_price_in": 0.15}})
+    assert "n/a" not in priced and "0.0042" in priced
+
+
+def test_options_section_lists_what_the_user_set_not_the_defaults():
+    defaults = {"seed_pairs": None, "database": None, "dialect": None, "validate": None, "preference": False,
+                "format": "pairs", "num_shards": 1, "timeout_s": 5.0}
+    report = {**REPORT, "options": {**REPORT["options"], "num_shards": 1, "timeout_s": 5.0}}
+    section = render_html(report, defaults=defaults).split('id="options"', 1)[1]
+    assert "timeout_s" not in section and "num_shards" not in section
+    assert "format" in section and "sft-chat,dpo,parquet" in section

@@ -65,9 +65,16 @@ def _bar_height(count: int) -> float:
     return max(1.6, 0.34 * count + 0.9)
 
 
-def _legend_below(axes) -> None:
-    """The legend under the axes, in one row, so it never hides a bar."""
-    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=4, fontsize=8, frameon=False)
+def _legend_on_top(axes, title: str) -> None:
+    """The legend in one row between the title and the axes, so it hides neither a bar nor the axis label.
+
+    Placed in axes coordinates under the axes it met the x-axis label on short plots (the label sits a
+    fixed number of points below the axes, the legend a fraction of the axes' height); above, the
+    title's padding in points leaves it room whatever the plot's height.
+    """
+    axes.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=4, fontsize=8, frameon=False,
+                borderaxespad=0.2)
+    axes.set_title(title, pad=22)
 
 
 def _whole_numbers(axes) -> None:
@@ -94,13 +101,13 @@ def funnel_plot(stages: Sequence[Mapping[str, Any]]) -> Optional[str]:
     if any(added):
         axes.barh(names, added, left=[o + r + m for o, r, m in zip(outs, rejected, merged)], color=_ADDED,
                   label="added", alpha=0.5)
-    for y, (out, rej) in enumerate(zip(outs, rejected)):
-        axes.text(out, y, f" {out}" + (f" (-{rej})" if rej else ""), va="center", fontsize=8)
-    axes.set_xlim(0, max(o + r + m + a for o, r, m, a in zip(outs, rejected, merged, added)) * 1.08 or 1)
+    ends = [o + r + m + a for o, r, m, a in zip(outs, rejected, merged, added)]
+    for y, (out, rej, end) in enumerate(zip(outs, rejected, ends)):  # after the whole bar: on white, never on red
+        axes.text(end, y, f" {out}" + (f" (-{rej})" if rej else ""), va="center", fontsize=8)
+    axes.set_xlim(0, max(ends) * 1.15 or 1)
     axes.set_xlabel("records")
     _whole_numbers(axes)
-    _legend_below(axes)
-    axes.set_title("Records per stage")
+    _legend_on_top(axes, "Records per stage")
     return png_data_uri(figure)
 
 
@@ -143,8 +150,7 @@ def token_plot(stages: Mapping[str, Mapping[str, Any]]) -> Optional[str]:
     axes.barh(names, completion, left=prompt, color="#ef6c00", label="completion tokens")
     axes.set_xlabel("tokens")
     _whole_numbers(axes)
-    _legend_below(axes)
-    axes.set_title("Model tokens per stage")
+    _legend_on_top(axes, "Model tokens per stage")
     return png_data_uri(figure)
 
 
@@ -243,6 +249,22 @@ def _concepts(report: Mapping[str, Any]) -> str:
                     _table(("concept", "pairs", "share", "target", "coverage"), rows))
 
 
+_PRICE_OPTIONS = ("llm_price_in", "llm_price_out", "weak_llm_price_in", "weak_llm_price_out")
+
+
+def _priced(options: Mapping[str, Any]) -> bool:
+    """Whether the run was given any token price: without one a cost of 0 means "unknown", not "free".
+
+    >>> _priced({"llm_price_in": 0.0}), _priced({"llm_price_out": 0.6})
+    (False, True)
+    """
+    return any(float(options.get(name) or 0) > 0 for name in _PRICE_OPTIONS)
+
+
+def _llm_cells(row: Mapping[str, Any], fields: Sequence[str], priced: bool) -> list[Any]:
+    return [row.get(f, 0) if f != "estimated_cost_usd" or priced else "n/a" for f in fields]
+
+
 def _llm(report: Mapping[str, Any]) -> str:
     llm = report.get("llm")
     if not llm:
@@ -251,9 +273,9 @@ def _llm(report: Mapping[str, Any]) -> str:
     stages = llm.get("stages") or {}
     fields = ("requests", "calls", "cache_hits", "retries", "failures", "prompt_tokens", "completion_tokens",
               "estimated_cost_usd")
-    rows = [(name, *(row.get(f, 0) for f in fields)) for name, row in stages.items()]
-    total = llm.get("total") or {}
-    rows.append(("total", *(total.get(f, 0) for f in fields)))
+    priced = _priced(report.get("options") or {})
+    rows = [(name, *_llm_cells(row, fields, priced)) for name, row in stages.items()]
+    rows.append(("total", *_llm_cells(llm.get("total") or {}, fields, priced)))
     who = f"{llm.get('backend', '')}:{llm.get('model', '')}"
     weak = llm.get("weak_model")
     if weak:
@@ -311,13 +333,24 @@ def _histograms(report: Mapping[str, Any]) -> str:
     return _section("more", "Other distributions", *parts) if parts else ""
 
 
-def _options(report: Mapping[str, Any]) -> str:
-    options = {k: v for k, v in (report.get("options") or {}).items() if v not in (None, "", False)}
-    return _section("options", "Options used", _table(("option", "value"), list(options.items()), left=2))
+def _options(report: Mapping[str, Any], defaults: Optional[Mapping[str, Any]] = None) -> str:
+    """The options the user set: those that differ from their defaults (all non-empty ones without
+    ``defaults``); the report's JSON keeps every option."""
+    given = report.get("options") or {}
+    if defaults is not None:
+        options = {k: v for k, v in given.items() if k not in defaults or v != defaults[k]}
+    else:
+        options = {k: v for k, v in given.items() if v not in (None, "", False)}
+    if not options:
+        return _section("options", "Options set", '<p class="muted">All options at their defaults.</p>')
+    return _section("options", "Options set", '<p class="muted">Options that differ from their defaults '
+                    "(every option is in the JSON report).</p>",
+                    _table(("option", "value"), list(options.items()), left=2))
 
 
-def render_html(report: Mapping[str, Any], title: str = "sqlpairs report") -> str:
-    """The whole page (no external resources)."""
+def render_html(report: Mapping[str, Any], title: str = "sqlpairs report",
+                defaults: Optional[Mapping[str, Any]] = None) -> str:
+    """The whole page (no external resources); ``defaults`` (option -> default) trims "Options set"."""
     body = "".join((
         f"<h1>{_e(title)}</h1>",
         _summary(report),
@@ -329,7 +362,7 @@ def render_html(report: Mapping[str, Any], title: str = "sqlpairs report") -> st
         _preference(report),
         _exports(report),
         _histograms(report),
-        _options(report),
+        _options(report, defaults),
     ))
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
             f"<style>{_STYLE}</style></head><body>{body}</body></html>\n")
@@ -344,7 +377,8 @@ class _Skipped(Exception):
     """--html_report false: the page is not wanted."""
 
 
-def write_report_pages(report_path: str, report: dict[str, Any], html: bool = True) -> None:
+def write_report_pages(report_path: str, report: dict[str, Any], html: bool = True,
+                       defaults: Optional[Mapping[str, Any]] = None) -> None:
     """Merge the training report into ``report``; write ``PREFIX-report.html`` (unless ``html`` is
     False) and the dataset card.
 
@@ -359,7 +393,7 @@ def write_report_pages(report_path: str, report: dict[str, Any], html: bool = Tr
         if not html:
             raise _Skipped()
         name = prefix.rsplit("/", 1)[-1]
-        write_text_file(f"{prefix}-report.html", render_html(report, f"sqlpairs report: {name}"))
+        write_text_file(f"{prefix}-report.html", render_html(report, f"sqlpairs report: {name}", defaults))
     except _Skipped:
         pass
     except Exception as error:  # noqa: BLE001
