@@ -5,13 +5,16 @@ subprocess: ``python tests/llm_fake_server.py --latency 0.2`` prints its port). 
 
 * ``POST /v1beta1/projects/{p}/locations/{l}/publishers/google/models/{m}:generateContent``
   (Vertex AI, what ``genai.Client(vertexai=True, project, location)`` calls),
-* ``POST /v1beta/models/{m}:generateContent`` (the Gemini API with an API key),
+* ``POST /v1beta/models/{m}:generateContent`` (the Gemini API with an API key; ``/v1/`` from
+  google-genai 3),
 * ``POST /v1/chat/completions`` (OpenAI-compatible),
 
 and answers every request through ``answer(call) -> Action``: a normal reply (the text
 becomes the model's reply, with token counts), an HTTP status (429 with Retry-After,
-500...), a stall longer than the client's timeout, or a body that is not JSON. Every
-call is recorded (path, headers, prompt, body) for the tests to inspect.
+500...), a stall longer than the client's timeout, a body that is not JSON, or a reply
+dripped one byte every ``delay_s`` seconds (``drip``: the headers at once, then the body;
+``drip_headers``: the status line and headers too), as a slow or hostile server would.
+Every call is recorded (path, headers, prompt, body) for the tests to inspect.
 """
 
 from __future__ import annotations
@@ -28,8 +31,10 @@ from typing import Any, Callable, NamedTuple, Optional
 
 _GEMINI_VERTEX = re.compile(
     r"^/v1beta1/projects/[^/]+/locations/[^/]+/publishers/google/models/([^/:]+):generateContent$")
-_GEMINI_API = re.compile(r"^/v1beta/models/([^/:]+):generateContent$")
+_GEMINI_API = re.compile(r"^/v1(beta)?/models/([^/:]+):generateContent$")  # google-genai 3.x calls /v1
 _OPENAI = re.compile(r"^(/v1)?/chat/completions$")
+#: A dripping reply gives up after this long, so no server thread outlives a test for long.
+DRIP_LIMIT_S = 60.0
 
 
 class Call(NamedTuple):
@@ -46,7 +51,7 @@ class Call(NamedTuple):
 class Action(NamedTuple):
     """What the server does with a call."""
 
-    kind: str = "reply"  # reply | status | stall | garbage
+    kind: str = "reply"  # reply | status | stall | garbage | drip | drip_headers
     text: str = ""
     status: int = 200
     delay_s: float = 0.0
@@ -104,6 +109,7 @@ class FakeLlmServer:
         self.first_arrival: Optional[float] = None
         self.in_flight = 0
         self.max_in_flight = 0
+        self.dripping = 0  # replies being dripped now: a client that gave up closes its connection, ending one
         self._lock = threading.Lock()
         self._seen: dict[str, int] = {}
         server = self
@@ -137,6 +143,10 @@ class FakeLlmServer:
                 prompt = _prompt_of(api, body)
                 call = server._record(api, path, dict(self.headers), body, prompt)
                 action = server.answer(call)
+                if action.kind in ("drip", "drip_headers"):
+                    self._drip(_reply_body(api, action.text or default_answer(call).text, prompt),
+                               action.delay_s or 1.0, action.kind == "drip_headers")
+                    return
                 with server._lock:
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
@@ -159,6 +169,31 @@ class FakeLlmServer:
                     self._send(200, _reply_body(api, action.text, prompt), headers=action.headers)
                 with server._lock:
                     server.times.append(time.monotonic())
+
+            def _drip(self, payload: bytes, interval_s: float, headers_too: bool) -> None:
+                """A 200 reply written one byte every ``interval_s`` (after the headers, or from the first byte)."""
+                head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                        f"Content-Length: {len(payload)}\r\n\r\n").encode()
+                if not headers_too:
+                    self.wfile.write(head)
+                    self.wfile.flush()
+                    head = b""
+                self.close_connection = True
+                ends = time.monotonic() + DRIP_LIMIT_S
+                with server._lock:
+                    server.dripping += 1
+                try:
+                    for byte in head + payload:
+                        if time.monotonic() > ends:
+                            return
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(interval_s)
+                except OSError:  # the client gave up and closed the connection
+                    return
+                finally:
+                    with server._lock:
+                        server.dripping -= 1
 
             def _send(self, status: int, payload: bytes, content_type: str = "application/json",
                       headers: tuple[tuple[str, str], ...] = ()) -> None:

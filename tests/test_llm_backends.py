@@ -48,7 +48,8 @@ def test_gemini_api_key_mode_calls_v1beta_with_the_key_from_the_named_variable(m
         backend = open_backend(LlmSettings(backend="gemini", api_key_env="TEST_GEMINI_KEY", endpoint=server.url))
         backend.complete(REQUEST)
     call = server.calls[0]
-    assert call.path == "/v1beta/models/gemini-2.5-flash:generateContent"
+    assert call.path in ("/v1beta/models/gemini-2.5-flash:generateContent",  # google-genai 1.x-2.x
+                         "/v1/models/gemini-2.5-flash:generateContent")  # google-genai 3.x
     assert call.headers["x-goog-api-key"] == "k-123"
 
 

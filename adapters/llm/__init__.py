@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import time
 from typing import Any, Mapping, NamedTuple, Optional
 
 #: backend name -> (module, class). Modules are imported on first use only.
@@ -38,6 +39,8 @@ class LlmSettings(NamedTuple):
 
     ``api_key_env`` names an environment variable read on the worker; the key itself is
     never stored here. ``rpm`` is a per-worker-process limit of model calls per minute.
+    ``timeout_s`` bounds one whole attempt — connect, send and the full reply — not each
+    socket read, so a server that sends a byte a second cannot hold a request longer.
     """
 
     backend: str = "rules"
@@ -118,6 +121,29 @@ def is_retryable_status(status: int) -> bool:
     return status in (408, 429) or 500 <= status <= 599
 
 
+def operation_timeout(timeout: Optional[float], deadline: Optional[float],
+                      now: Optional[float] = None) -> Optional[float]:
+    """The timeout for one socket operation of a request: its own, cut to what is left of the request.
+
+    HTTP clients apply a timeout to each connect, send and read, so a server that sends
+    one byte a second keeps a request alive for ever; cutting every operation to the
+    time left before the request's ``deadline`` (a ``time.monotonic()`` value) bounds the
+    whole request instead. ``0.0`` means the deadline has passed: the caller raises its
+    timeout error rather than wait (a zero socket timeout would mean non-blocking).
+
+    >>> operation_timeout(5.0, None), operation_timeout(5.0, 110.0, now=100.0)
+    (5.0, 5.0)
+    >>> operation_timeout(5.0, 102.5, now=100.0), operation_timeout(None, 102.5, now=100.0)
+    (2.5, 2.5)
+    >>> operation_timeout(5.0, 99.0, now=100.0)
+    0.0
+    """
+    if deadline is None:
+        return timeout
+    left = max(0.0, deadline - (time.monotonic() if now is None else now))
+    return left if timeout is None else min(timeout, left)
+
+
 def parse_retry_after(value: Optional[str]) -> Optional[float]:
     """Seconds from a ``Retry-After`` header given in seconds (HTTP dates are ignored).
 
@@ -146,7 +172,11 @@ class LlmBackend:
         self.model = settings.model_name
 
     def complete(self, request: LlmRequest) -> LlmReply:
-        """Send one request; raise ``LlmError`` on failure (never return partial text)."""
+        """Send one request; raise ``LlmError`` on failure (never return partial text).
+
+        The request ends within ``settings.timeout_s`` (connect, send and the whole reply);
+        one that does not is a retryable ``LlmError`` saying "timed out".
+        """
         raise NotImplementedError
 
     def close(self) -> None:
@@ -193,5 +223,6 @@ __all__ = [
     "LlmSettings",
     "is_retryable_status",
     "open_backend",
+    "operation_timeout",
     "parse_retry_after",
 ]

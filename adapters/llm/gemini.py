@@ -14,23 +14,115 @@ Replies are constrained with ``response_mime_type='application/json'`` and
 retries are off: the handler retries, so each attempt is counted once. Not
 ``vertexai.generative_models`` (deprecated) and not Beam's ``GeminiModelHandler``,
 which sends a batch as one multi-part request and keeps only the first answer.
+
+``--llm_timeout_s`` bounds the whole request. google-genai passes ``HttpOptions(timeout)``
+to httpx as one number, which httpx applies to each connect, write and read on its own:
+a server that sends a byte a second never trips it. So the client's connection pools get
+a network backend (:class:`DeadlineNetworkBackend`) that cuts every socket operation to
+the time left before the calling thread's request deadline; past it, httpcore raises its
+timeout and closes the connection, freeing it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
-from typing import Any, Optional
+import ssl
+import threading
+import time
+from typing import Any, Iterable, Optional
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from adapters.llm import LlmBackend, LlmError, LlmReply, LlmRequest, LlmSettings, is_retryable_status, parse_retry_after
+from adapters.llm import (LlmBackend, LlmError, LlmReply, LlmRequest, LlmSettings, is_retryable_status,
+                          operation_timeout, parse_retry_after)
 
 DEFAULT_LOCATION = "us-central1"
+_LOGGER = logging.getLogger(__name__)
+#: The deadline (``time.monotonic()``) of the request the current thread is making, if any.
+_REQUEST = threading.local()
+
+
+def _cut(timeout: Optional[float], error: type[Exception]) -> Optional[float]:
+    """``timeout`` cut to what is left of this thread's request; ``error`` once nothing is left."""
+    left = operation_timeout(timeout, getattr(_REQUEST, "deadline", None))
+    if left is not None and left <= 0:
+        raise error("the request's deadline passed")
+    return left
+
+
+class DeadlineNetworkStream(httpcore.NetworkStream):
+    """One connection's stream; every read and write ends by the current request's deadline."""
+
+    def __init__(self, stream: httpcore.NetworkStream):
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: Optional[float] = None) -> bytes:
+        return self._stream.read(max_bytes, _cut(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: Optional[float] = None) -> None:
+        self._stream.write(buffer, _cut(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: Optional[str] = None,
+                  timeout: Optional[float] = None) -> httpcore.NetworkStream:
+        tls = self._stream.start_tls(ssl_context, server_hostname, _cut(timeout, httpcore.ConnectTimeout))
+        return DeadlineNetworkStream(tls)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class DeadlineNetworkBackend(httpcore.NetworkBackend):
+    """httpcore's network backend with connects, reads and writes cut to the request's deadline."""
+
+    def __init__(self, backend: httpcore.NetworkBackend):
+        self._backend = backend
+
+    def connect_tcp(self, host: str, port: int, timeout: Optional[float] = None, local_address: Optional[str] = None,
+                    socket_options: Optional[Iterable[Any]] = None) -> httpcore.NetworkStream:
+        stream = self._backend.connect_tcp(host, port, _cut(timeout, httpcore.ConnectTimeout), local_address,
+                                           socket_options)
+        return DeadlineNetworkStream(stream)
+
+    def connect_unix_socket(self, path: str, timeout: Optional[float] = None,
+                            socket_options: Optional[Iterable[Any]] = None) -> httpcore.NetworkStream:
+        stream = self._backend.connect_unix_socket(path, _cut(timeout, httpcore.ConnectTimeout), socket_options)
+        return DeadlineNetworkStream(stream)
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+def bound_whole_requests(client: "genai.Client") -> int:
+    """Give the client's httpx connection pools a :class:`DeadlineNetworkBackend`; returns how many.
+
+    google-genai builds its httpx client itself (keeping its TLS and mTLS set-up and the
+    environment's proxies), so the pools are reached through private attributes of
+    google-genai, httpx and httpcore; the versions are pinned, and a test checks that a
+    dripping server is cut off. Zero means this client is not on httpx (``httpx2``, or
+    google-auth's session for mTLS): requests are then bounded per read only.
+    """
+    http = getattr(getattr(client, "_api_client", None), "_httpx_client", None)
+    transports = [getattr(http, "_transport", None), *(getattr(http, "_mounts", None) or {}).values()]
+    bounded = 0
+    for transport in transports:
+        pool = getattr(transport, "_pool", None)
+        backend = getattr(pool, "_network_backend", None)
+        if backend is None:
+            continue
+        if not isinstance(backend, DeadlineNetworkBackend):
+            pool._network_backend = DeadlineNetworkBackend(backend)  # type: ignore[union-attr]
+        bounded += 1
+    return bounded
 
 
 def _transport_errors() -> tuple[tuple[type, ...], tuple[type, ...]]:
@@ -122,9 +214,13 @@ class GeminiBackend(LlmBackend):
         super().__init__(settings)
         key = None if settings.project else self.api_key()
         self._client = client or make_client(settings, key)
+        if not bound_whole_requests(self._client):
+            _LOGGER.warning("gemini: this HTTP client cannot be given a whole-request deadline; "
+                            "--llm_timeout_s bounds each network read only")
 
     def complete(self, request: LlmRequest) -> LlmReply:
         config = generate_config(request, self.temperature(request), self.max_output_tokens(request))
+        _REQUEST.deadline = time.monotonic() + self.settings.timeout_s
         try:
             response = self._client.models.generate_content(model=self.model, contents=request.prompt, config=config)
         except genai_errors.APIError as error:
@@ -132,10 +228,13 @@ class GeminiBackend(LlmBackend):
         except (genai_errors.UnknownApiResponseError, json.JSONDecodeError) as error:
             raise LlmError(f"response is not JSON: {str(error)[:200]}", retryable=True) from None
         except _TIMEOUTS as error:
-            message = f"timed out after {self.settings.timeout_s} s: {type(error).__name__}"
+            message = (f"timed out after {self.settings.timeout_s} s (connect, send and the whole reply): "
+                       f"{type(error).__name__}")
             raise LlmError(message, retryable=True) from None
         except _TRANSPORT_ERRORS as error:
             raise LlmError(f"connection failed: {type(error).__name__}: {error}", retryable=True) from None
+        finally:
+            _REQUEST.deadline = None
         text = _text_of(response)
         if text is None:
             finish = None
