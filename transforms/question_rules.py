@@ -39,7 +39,7 @@ MAX_QUESTION_CHARS = 400
 
 _MAX_DEPTH = 4  # nested SELECTs described before "a nested result"
 _MAX_ITEMS = 6  # selected items named before "and N other values"
-_MAX_LIST_VALUES = 5  # IN-list values named before "or N other values"
+_MAX_LIST_VALUES = 12  # IN-list values named before "or N other values"
 _FALLBACK_QUESTION = "Show the requested data."
 
 # ---------------------------------------------------------------------------------------------
@@ -224,7 +224,7 @@ _GENERIC_ALIASES = frozenset(
 class _Source:
     """One table (or CTE, or derived table) in a scope."""
 
-    __slots__ = ("singular", "plural", "how", "links", "cond")
+    __slots__ = ("singular", "plural", "how", "links", "cond", "matching")
 
     def __init__(self, singular: str, plural: str, how: str, cond: str = "") -> None:
         self.singular = singular
@@ -232,6 +232,7 @@ class _Source:
         self.how = how  # "main", "inner", "outer" or "cross"
         self.links = 0  # how many other tables join conditions connect it to
         self.cond = cond  # the WHERE/HAVING phrase of a derived table or CTE: it filters too
+        self.matching = ""  # and what its outer joins' ON conditions keep (``_outer_join_matching``)
 
 
 class _Scope:
@@ -355,6 +356,7 @@ def _add_body_conditions(
                 source.singular = singularize(stem)
                 source.plural = pluralize(source.singular)
     source.cond = " and ".join(c for c in conditions if c)
+    source.matching = _outer_join_matching(body, inner)
 
 
 def _build_scope(select: exp.Select, parent: Optional[_Scope], depth: Optional[int] = None) -> _Scope:
@@ -1324,6 +1326,9 @@ def _connective(
         if merged is not None:
             return merged
     texts = [_cond(part, scope, negated, True) for part in parts]
+    merged = _merge_patterns(parts, texts, scope, all_of=effective_and)
+    if merged is not None:
+        return f"either {merged}" if nested and not effective_and else merged
     if effective_and:
         return " and ".join(texts)
     joined = _and_list(texts, "or")
@@ -1347,6 +1352,33 @@ def _merge_equalities(parts: list[exp.Expression], scope: _Scope, negated: bool)
     return _one_of(left_text, values, scope, negated=False)
 
 
+_PATTERN_WORDS = ("containing ", "starting with ", "ending with ")
+
+
+def _merge_patterns(
+    parts: list[exp.Expression], texts: list[str], scope: _Scope, all_of: bool
+) -> Optional[str]:
+    """One column against several patterns of one kind, said once.
+
+    ``t LIKE '%a%' OR t LIKE '%b%'`` -> 't containing "a" or "b"';
+    ``t NOT LIKE '%a%' AND t NOT LIKE '%b%'`` -> 't containing none of "a" and "b"'.
+    """
+    if len(parts) < 2:
+        return None
+    patterns = [part.this if isinstance(part, exp.Not) else part for part in parts]
+    if not all(isinstance(part, _PATTERN_TYPES) for part in patterns):
+        return None
+    left = _value(patterns[0].this, scope)
+    for kind in _PATTERN_WORDS:
+        prefix = f"{left} {'not ' if all_of else ''}{kind}"
+        rest = [text[len(prefix) :] for text in texts if text.startswith(prefix)]
+        if len(rest) == len(texts) and all(r.startswith('"') and r.count('"') == 2 for r in rest):
+            if all_of:
+                return f"{left} {kind}none of {_and_list(rest)}"
+            return prefix + _and_list(rest, "or")
+    return None
+
+
 def _comparison(node: exp.Expression, scope: _Scope, negated: bool) -> str:
     left, right = node.this, node.expression
     node_type = type(node)
@@ -1360,12 +1392,43 @@ def _comparison(node: exp.Expression, scope: _Scope, negated: bool) -> str:
         return same
     left_text = _value(left, scope)
     right_node = _unwrap(right)
+    counted = _count_comparison(left_text, node_type, right_node)
+    if counted is not None:
+        return counted
     if node_type in (exp.EQ, exp.NullSafeEQ):
         if isinstance(right_node, exp.Boolean):
             return f"{left_text} {_value(right_node, scope)}"
         if isinstance(right_node, (exp.Literal, exp.Neg) + _STRING_TYPES):
             return f"{left_text} {_value(right, scope)}"
     return f"{left_text} {_COMPARISONS[node_type]} {_value(right, scope)}"
+
+
+_COUNT_COMPARISONS: dict[type, str] = {
+    exp.GT: "more than",
+    exp.GTE: "at least",
+    exp.LT: "fewer than",
+    exp.LTE: "at most",
+    exp.EQ: "exactly",
+}
+
+
+def _count_comparison(left_text: str, node_type: type, right: Optional[exp.Expression]) -> Optional[str]:
+    """'more than 2 papers' for 'the number of papers' > 2 (None when it is not that shape).
+
+    >>> _count_comparison("the number of papers", exp.GT, exp.Literal.number(2))
+    'more than 2 papers'
+    >>> _count_comparison("the number of papers", exp.EQ, exp.Literal.number(1))
+    'exactly 1 paper'
+    """
+    word = _COUNT_COMPARISONS.get(node_type)
+    if word is None or not left_text.startswith("the number of ") or not _is_number_literal(right):
+        return None
+    noun = left_text[len("the number of ") :]
+    amount = right.this
+    if amount in ("1", "1.0"):
+        head, sep, tail = noun.partition(" with ")
+        noun = singularize(head) + sep + tail
+    return f"{word} {amount} {noun}"
 
 
 def _correlation_text(left: exp.Expression, right: exp.Expression, scope: _Scope) -> Optional[str]:
@@ -1392,8 +1455,14 @@ def _pattern(node: exp.Expression, scope: _Scope, negated: bool) -> str:
     pieces = [piece for piece in text.split("%") if piece]
     if not pieces:  # LIKE '%' matches every non-null value
         return f"no {left}" if negated else f"a known {left}"
-    quoted = " then ".join(f'"{piece}"' for piece in pieces)
     starts, ends = not text.startswith("%"), not text.endswith("%")
+    if len(pieces) > 1 and not starts and not ends:
+        if len(set(pieces)) == 1:  # '%,%,%': the piece at least twice
+            times = {2: "twice", 3: "three times"}.get(len(pieces), f"{len(pieces)} times")
+            return f'{left} {prefix}containing "{pieces[0]}" at least {times}'
+        followed = " followed by ".join(f'"{piece}"' for piece in pieces)
+        return f"{left} {prefix}containing {followed}"
+    quoted = " then ".join(f'"{piece}"' for piece in pieces)
     if starts and ends and len(pieces) == 1:
         return f"{left} not equal to {quoted}" if negated else f"{left} {quoted}"
     if starts and not ends and len(pieces) == 1:
@@ -1416,9 +1485,10 @@ def _in(node: exp.Expression, scope: _Scope, negated: bool) -> str:
 
 def _one_of(left: str, items: list[exp.Expression], scope: _Scope, negated: bool) -> str:
     """'genreid one of 1, 3 or 5' (at most a few values named, then 'N other values')."""
-    values = [_value(item, scope) for item in items[:_MAX_LIST_VALUES]]
-    if len(items) > _MAX_LIST_VALUES:
-        values.append(f"{len(items) - _MAX_LIST_VALUES} other values")
+    shown = items if len(items) <= _MAX_LIST_VALUES + 1 else items[:_MAX_LIST_VALUES]
+    values = [_value(item, scope) for item in shown]
+    if len(items) > len(shown):  # never 'or 1 other values': that one is named instead
+        values.append(f"{len(items) - len(shown)} other values")
     if not values:
         return f"{left} in a given list"
     if len(values) == 1:
@@ -1447,7 +1517,7 @@ def _exists(node: exp.Expression, scope: _Scope, negated: bool) -> str:
         return "no matching record" if negated else "a matching record"
     inner = _build_scope(query, scope)
     inner.correlation = "drop"
-    kept = [c for c in _conjuncts(_where_of(query)) if not _is_correlation(c, inner)]
+    kept = [c for c in _filters(query) if not _is_correlation(c, inner)]
     cond = " and ".join(_cond(c, inner, nested=True) for c in kept)
     quantity = "no" if negated else "at least one"
     return f"{quantity} {inner.entity().singular}" + (f" with {cond}" if cond else "")
@@ -1519,8 +1589,18 @@ def _item_text(node: exp.Expression, alias: str, scope: _Scope) -> str:
         if alias_words is not None and not (
             alias_words.rsplit(" ", 1)[-1] in _RATIO_WORDS and _is_ratio(inner)
         ):
+            if _has_filtered_query(inner):  # the alias alone would hide what it counts or keeps
+                return f"the {alias_words} ({_value(inner, scope)})"
             return f"the {alias_words}"
     return _value(inner, scope)
+
+
+def _has_filtered_query(node: exp.Expression) -> bool:
+    """Whether a nested query in ``node`` has a WHERE or HAVING of its own."""
+    for query in node.find_all(exp.Select):
+        if query.args.get("where") is not None or query.args.get("having") is not None:
+            return True
+    return False
 
 
 _RATIO_WORDS = frozenset({"ratio", "percentage", "percent", "rate", "proportion", "share", "fraction"})
@@ -1540,7 +1620,7 @@ class _Parts:
 
     __slots__ = (
         "scope", "named", "cond", "items", "sole_count", "sole_distinct_count", "has_aggregate",
-        "groups", "having", "windows", "order_keys", "limit", "offset", "distinct",
+        "groups", "having", "windows", "order_keys", "limit", "offset", "distinct", "matching",
     )
 
     def __init__(self, scope: _Scope) -> None:
@@ -1558,6 +1638,7 @@ class _Parts:
         self.limit: Optional[str] = None
         self.offset: Optional[str] = None
         self.distinct = False
+        self.matching = ""  # what an outer join's ON conditions keep of the joined table
 
 
 def _named_phrase(node: exp.Expression, scope: _Scope) -> Optional[str]:
@@ -1588,6 +1669,33 @@ def _filters(select: exp.Select) -> list[exp.Expression]:
             if not both_columns and not isinstance(conjunct, exp.Boolean):
                 filters.append(conjunct)
     return filters
+
+
+def _outer_join_matching(select: exp.Select, scope: _Scope) -> str:
+    """'flights with connections 0' for ``LEFT JOIN flight ON .. AND flight.connections = 0``.
+
+    An outer join's extra ON conditions do not drop rows of the main table, but they decide
+    which joined rows are counted or shown, so the question says them apart from the filters.
+    """
+    phrases: list[str] = []
+    for join in select.args.get("joins") or ():
+        if not join.side:
+            continue
+        extra = [
+            conjunct
+            for conjunct in _conjuncts(join.args.get("on"))
+            if not (
+                isinstance(conjunct, exp.EQ)
+                and isinstance(conjunct.this, exp.Column)
+                and isinstance(conjunct.expression, exp.Column)
+            )
+        ]
+        if not extra:
+            continue
+        source = scope.sources.get((join.this.alias_or_name or "").lower())
+        noun = source.plural if source is not None else "related records"
+        phrases.append(f"{noun} with " + " and ".join(_cond(c, scope, nested=True) for c in extra))
+    return " and ".join(phrases)
 
 
 def _limit_parts(select: exp.Expression, scope: _Scope) -> tuple[Optional[str], Optional[str]]:
@@ -1655,14 +1763,18 @@ def _render_select(select: exp.Select, parent: Optional[_Scope]) -> _Parts:
     parts = _Parts(scope)
 
     conditions: list[str] = [source.cond for source in scope.order if source.cond]
+    grouped = select.args.get("group") is not None  # 'the number of badges named X' reads wrong
     for conjunct in _filters(select):
-        named = None if parts.named else _named_phrase(conjunct, scope)
+        named = None if parts.named or grouped else _named_phrase(conjunct, scope)
         if named is not None:
             parts.named = named
         elif not (scope.correlation == "drop" and _is_correlation(conjunct, scope)):
             conditions.append(_cond(conjunct, scope, nested=True))
     parts.cond = " and ".join(conditions)
     scope.entity_cond = parts.cond
+    matching = [source.matching for source in scope.order if source.matching]
+    matching.append(_outer_join_matching(select, scope))
+    parts.matching = " and ".join(m for m in matching if m)
 
     expressions = list(select.expressions)
     if len(expressions) == 1 and select.args.get("group") is None:
@@ -1843,12 +1955,18 @@ def _question_from_parts(parts: _Parts) -> str:
     elif parts.has_aggregate or scope.main is None:
         verb = "is" if len(parts.items) == 1 else "are"
         main = f"What {verb} {_items_text(parts.items)}{_aggregate_suffix(parts, consumed)}{windows}?"
+        if parts.having:  # HAVING without GROUP BY: one row or none
+            main += f" Only answer if there are {parts.having}." if parts.having.startswith(
+                ("more than", "at least", "fewer than", "at most", "exactly")
+            ) else f" Only answer if the result has {parts.having}."
     else:
         if parts.distinct:
             main = f"List each distinct {_strip_article(_items_text(parts.items))} of {_entity_phrase(parts, True)}"
         else:
             main = f"List {_items_text(parts.items)} of {_entity_phrase(parts, False)}"
         main += windows + "."
+    if parts.matching:
+        main += f" Match only {parts.matching}."
     order = _order_sentence(parts.order_keys, parts.limit, parts.offset)
     return f"{main} {order}" if order else main
 
@@ -1870,6 +1988,8 @@ def _np_from_parts(parts: _Parts) -> str:
             text += f", in groups with {parts.having}"
     elif parts.has_aggregate or scope.main is None:
         text = f"{_items_text(parts.items)}{_aggregate_suffix(parts, consumed)}"
+        if parts.having:
+            text += f", if it has {parts.having}"
     else:
         distinct = "distinct " if parts.distinct else ""
         items = _items_text(parts.items)
@@ -1877,6 +1997,8 @@ def _np_from_parts(parts: _Parts) -> str:
             items = items[4:]
         text = f"{'the ' + distinct if distinct else ''}{items} of {_entity_phrase(parts, True)}"
     text += "".join(f", {clause}" for clause in parts.windows)
+    if parts.matching:
+        text += f", matching only {parts.matching}"
     if parts.limit is not None and parts.order_keys:
         key, desc = parts.order_keys[0]
         if parts.limit == "1":
