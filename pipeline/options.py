@@ -12,6 +12,7 @@ Every Beam option (``--runner``, ``--direct_running_mode``, ``--direct_num_worke
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Any, NamedTuple, Optional, Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -72,9 +73,17 @@ def _fraction(value: str) -> float:
 
 
 def _context_mode(value: str) -> str:
-    if value in ("none", "full", "last", "segmented") or (value.startswith("window:") and value[7:].isdigit()):
+    """A ``--context`` value; ``window:N`` needs N >= 1 (``none`` keeps no turn).
+
+    >>> _context_mode("window:3")
+    'window:3'
+    >>> _context_mode("window:0")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: expected none, full, last, segmented or window:N with N >= 1, got 'window:0'
+    """
+    if value in ("none", "full", "last", "segmented") or re.fullmatch(r"window:[1-9][0-9]*", value):
         return value
-    raise argparse.ArgumentTypeError(f"expected none, full, last, segmented or window:N, got {value!r}")
+    raise argparse.ArgumentTypeError(f"expected none, full, last, segmented or window:N with N >= 1, got {value!r}")
 
 
 class OptionSpec(NamedTuple):
@@ -124,7 +133,7 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                "(the N preceding turns), or segmented (a model decides whether each question starts a new "
                "topic and rewrites follow-ups as standalone questions; needs --llm gemini|openai).",
                "Chat context", default="full", type=_context_mode,
-               regex="^(none|full|last|segmented|window:[0-9]+)$"),
+               regex="^(none|full|last|segmented|window:[1-9][0-9]*)$"),
     OptionSpec("seed_pairs", "Existing question/SQL pairs: a glob of JSONL/CSV files; Defog sql-eval CSVs "
                "(columns question, query, db_name) are recognised and their alternatives expanded.",
                "Seed pair files"),
@@ -346,22 +355,55 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
 
 OPTION_NAMES = tuple(spec.name for spec in OPTION_SPECS)
 
+#: ``--help``'s sections in order: (title, the first option of the section in ``OPTION_SPECS``).
+HELP_SECTIONS: tuple[tuple[str, str], ...] = (
+    ("inputs", "sql_logs"),
+    ("parameterized logs", "seed"),
+    ("database and validation", "database"),
+    ("questions and model", "llm"),
+    ("synthesis and evolution", "personas"),
+    ("filters and dedup", "dedup"),
+    ("preference pairs and training exports", "preference"),
+    ("output", "output"),
+)
+
+
+def option_sections() -> list[tuple[str, list[OptionSpec]]]:
+    """``OPTION_SPECS`` cut into ``HELP_SECTIONS`` (every option in exactly one, in table order).
+
+    >>> [(title, len(specs) > 0) for title, specs in option_sections()][:2]
+    [('inputs', True), ('parameterized logs', True)]
+    """
+    starts = {first: title for title, first in HELP_SECTIONS}
+    sections: list[tuple[str, list[OptionSpec]]] = []
+    for spec in OPTION_SPECS:
+        if spec.name in starts:
+            sections.append((starts[spec.name], []))
+        sections[-1][1].append(spec)
+    return sections
+
 
 class SqlPairsOptions(PipelineOptions):
     """The sqlpairs job's own options (see ``OPTION_SPECS``)."""
 
     @classmethod
     def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
-        group = parser.add_argument_group("sqlpairs") if hasattr(parser, "add_argument_group") else parser
-        for spec in OPTION_SPECS:
-            help_text = spec.help
-            if spec.default not in (None, False):
-                help_text += f" (default: {spec.default})"
-            kwargs: dict[str, Any] = {"dest": spec.name, "default": spec.default, "help": help_text}
-            if spec.flag:
-                kwargs.update(nargs="?", const=True, type=spec.type)
-            else:
-                kwargs["type"] = spec.type
-                if spec.choices:
-                    kwargs["choices"] = spec.choices
-            group.add_argument(f"--{spec.name}", **kwargs)
+        for title, specs in option_sections():
+            group = parser.add_argument_group(title) if hasattr(parser, "add_argument_group") else parser
+            for spec in specs:
+                _add_option(group, spec)
+
+
+def _add_option(group: Any, spec: OptionSpec) -> None:
+    """Register one option with argparse (a switch takes no value, or true/false after =)."""
+    help_text = spec.help
+    if spec.default not in (None, False):
+        help_text += f" (default: {spec.default})"
+    kwargs: dict[str, Any] = {"dest": spec.name, "default": spec.default, "help": help_text}
+    if spec.flag:
+        kwargs.update(nargs="?", const=True, type=spec.type)
+    else:
+        kwargs["type"] = spec.type
+        if spec.choices:
+            kwargs["choices"] = spec.choices
+    group.add_argument(f"--{spec.name}", **kwargs)
