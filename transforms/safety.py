@@ -66,9 +66,13 @@ __all__ = [
     "refusal_reason",
 ]
 
-#: Functions (lower-case, unqualified) whose call is refused wherever it appears in the tree.
+#: Functions (lower-case, unqualified) whose call is refused wherever it appears in the tree,
+#: whatever its schema (``pg_catalog.f``, ``public.f``) and however it is cased or quoted.
 #: They sleep, take locks, touch sequences or settings, read or write the server's file
-#: system, signal backends, reach other servers, or run SQL given as a string.
+#: system, signal backends, reach other servers, run SQL given as a string, or write pages,
+#: WAL or statistics — which PostgreSQL lets even a ``READ ONLY`` transaction do, so the
+#: database's own read-only session does not stop them. A user-defined function that calls
+#: one of these is invisible here: only a role without the privilege stops that.
 DENYLISTED_FUNCTIONS: frozenset[str] = frozenset(
     {
         # PostgreSQL: delays
@@ -105,12 +109,48 @@ DENYLISTED_FUNCTIONS: frozenset[str] = frozenset(
         "currval",
         "lastval",
         "next_value_for",
-        # PostgreSQL: run SQL given as a string
+        # PostgreSQL: physical writes that a READ ONLY transaction allows (index maintenance,
+        # buffer cache, visibility map, heap surgery, planner statistics, WAL records)
+        "brin_summarize_new_values",
+        "brin_summarize_range",
+        "brin_desummarize_range",
+        "gin_clean_pending_list",
+        "pg_prewarm",
+        "autoprewarm_start_worker",
+        "autoprewarm_dump_now",
+        "pg_truncate_visibility_map",
+        "heap_force_kill",
+        "heap_force_freeze",
+        "pg_clear_relation_stats",
+        "pg_clear_attribute_stats",
+        "pg_restore_relation_stats",
+        "pg_restore_attribute_stats",
+        "pg_log_standby_snapshot",
+        "pg_sync_replication_slots",
+        # PostgreSQL: large objects by their old names (the lo_* family is covered by prefix)
+        "loread",
+        "lowrite",
+        # PostgreSQL: server configuration files
+        "pg_hba_file_rules",
+        "pg_ident_file_mappings",
+        "pg_show_all_file_settings",
+        # PostgreSQL: run SQL given as a string, or dump whole tables, schemas, the database
         "query_to_xml",
         "query_to_xmlschema",
         "query_to_xml_and_xmlschema",
         "cursor_to_xml",
         "cursor_to_xmlschema",
+        "table_to_xml",
+        "table_to_xmlschema",
+        "table_to_xml_and_xmlschema",
+        "schema_to_xml",
+        "schema_to_xmlschema",
+        "schema_to_xml_and_xmlschema",
+        "database_to_xml",
+        "database_to_xmlschema",
+        "database_to_xml_and_xmlschema",
+        "ts_stat",  # ts_stat('SELECT ...') runs its argument
+        "ts_rewrite",  # ts_rewrite(query, 'SELECT ...') runs its second argument
         # MySQL / MariaDB
         "sleep",
         "benchmark",
@@ -124,6 +164,8 @@ DENYLISTED_FUNCTIONS: frozenset[str] = frozenset(
         "source_pos_wait",
         "wait_for_executed_gtid_set",
         "wait_until_sql_thread_after_gtids",
+        "master_gtid_wait",  # MariaDB: waits for replication
+        "wsrep_sync_wait_upto_gtid",  # MariaDB Galera: waits for the cluster
         # SQLite (CLI and common extensions)
         "load_extension",
         "writefile",
@@ -179,6 +221,10 @@ DENYLISTED_FUNCTION_PREFIXES: tuple[str, ...] = (
     "lo_",  # large objects: lo_import, lo_export, lo_unlink, lo_put, ...
     "pg_ls_",  # pg_ls_dir, pg_ls_logdir, pg_ls_waldir, pg_ls_tmpdir, ...
     "pg_file_",  # adminpack: pg_file_write, pg_file_rename, pg_file_unlink
+    "pg_read_",  # pg_read_file, pg_read_binary_file: the server's files
+    "pg_buffercache_evict",  # pg_buffercache_evict, _evict_relation, _evict_all
+    "pg_background_",  # pg_background_launch('DELETE ...') runs SQL in a worker, read-write
+    "binary_upgrade_",  # pg_upgrade's catalog writers
     "pg_advisory_",  # advisory locks
     "pg_try_advisory_",
     "txid_",  # txid_current assigns a transaction id
@@ -212,6 +258,7 @@ DENYLISTED_PACKAGES: frozenset[str] = frozenset(
         "dbms_sql",
         "dbms_session",
         "dbms_system",
+        "cron",  # pg_cron: cron.schedule('...', 'DELETE ...') runs it later, read-write
     }
 )
 
