@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+import threading
 from typing import Iterator, NamedTuple, Optional
 
 import apache_beam as beam
@@ -46,6 +47,72 @@ _LITERAL_TOKENS = frozenset(
 _PRINTS_WITHOUT_REWRITING = frozenset({"postgres", "sqlite", "duckdb", "mysql"})
 
 _CONTROL_CHARACTER = re.compile(r"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+_local = threading.local()
+
+
+def _regexp_like_sql(generator, expression: exp.RegexpLike) -> str:
+    """``a REGEXP b``: MySQL's and MariaDB's own operator, where sqlglot prints ``REGEXP_LIKE(a, b)``.
+
+    MariaDB has no ``REGEXP_LIKE`` (error 1305), so a valid ``REGEXP``/``RLIKE`` (or
+    PostgreSQL ``~``) query would become an execution error. A call with match flags
+    or full-match semantics keeps sqlglot's function form (only MySQL 8 can run it).
+    """
+    if expression.args.get("flag") or expression.args.get("full_match"):
+        return generator.function_fallback_sql(expression)
+    return generator.binary(expression, "REGEXP")
+
+
+def _regexp_ilike_sql(generator, expression: exp.RegexpILike) -> str:
+    """``a REGEXP '(?i)b'``: PostgreSQL's ``~*`` in MySQL/MariaDB, which have no ``REGEXP_I_LIKE``.
+
+    Both MariaDB's PCRE and MySQL 8's ICU read the inline ``(?i)`` flag.
+    """
+    if expression.args.get("flag"):
+        return generator.function_fallback_sql(expression)
+    pattern = expression.expression
+    if isinstance(pattern, exp.Literal) and pattern.is_string:
+        flagged: exp.Expression = exp.Literal.string("(?i)" + pattern.this)
+    else:
+        flagged = exp.func("CONCAT", exp.Literal.string("(?i)"), pattern.copy())
+    return generator.binary(exp.RegexpLike(this=expression.this.copy(), expression=flagged), "REGEXP")
+
+
+def _mysql_generator(level: ErrorLevel):
+    """This thread's MySQL generator that prints regular-expression matches as MariaDB can run them.
+
+    sqlglot's generator classes are compiled (they cannot be subclassed here), so the two
+    entries are added to this one instance's dispatch table; the class and every other
+    generator are untouched. ``tests/test_reliability_sql.py`` runs the output on MariaDB.
+    """
+    generators = getattr(_local, "mysql_generators", None)
+    if generators is None:
+        generators = _local.mysql_generators = {}
+    generator = generators.get(level)
+    if generator is None:
+        generator = parsing.dialect("mysql").generator(comments=False, unsupported_level=level)
+        generator._dispatch = {
+            **generator._dispatch,
+            exp.RegexpLike: _regexp_like_sql,
+            exp.RegexpILike: _regexp_ilike_sql,
+        }
+        generators[level] = generator
+    return generator
+
+
+def generate_sql(tree: exp.Expression, dialect: str, *, level: ErrorLevel = ErrorLevel.IGNORE,
+                 copy: bool = True) -> str:
+    """``parsing.generate``, except that MySQL output keeps MySQL's own ``REGEXP`` operator.
+
+    >>> generate_sql(sqlglot.parse_one("SELECT * FROM t WHERE name ~ '^a'", read="postgres"), "mysql")
+    "SELECT * FROM t WHERE name REGEXP '^a'"
+    >>> generate_sql(sqlglot.parse_one("SELECT name ~* '^a' FROM t", read="postgres"), "mysql")
+    "SELECT name REGEXP '(?i)^a' FROM t"
+    """
+    if dialect == "mysql":
+        return _mysql_generator(level).generate(tree, copy=copy)
+    return parsing.generate(tree, dialect, level=level, copy=copy)
 
 
 class SqlRejected(Exception):
@@ -144,7 +211,7 @@ def normalize_sql(sql: str, source_dialect: str, target_dialect: str) -> Normali
         # query, the printed SQL is parsed again, so Classify and Describe read what was
         # printed. Elsewhere transforms rewrite ordinary trees in place (T-SQL's TOP): copy.
         in_place = source_dialect == target_dialect and target_dialect in _PRINTS_WITHOUT_REWRITING
-        normalized = parsing.generate(tree, target_dialect, level=level, copy=not in_place)
+        normalized = generate_sql(tree, target_dialect, level=level, copy=not in_place)
         if in_place and tree.parent is not None:
             tree = parsing.parse_one(normalized, target_dialect)
     except UnsupportedError as error:
@@ -158,7 +225,7 @@ def normalize_sql(sql: str, source_dialect: str, target_dialect: str) -> Normali
         # from the printed SQL, not `tree`: printing may have rewritten the tree in place (T-SQL TOP)
         printed = parsing.parse_one(normalized, target_dialect)
         masked = placeholders.mask_parameters(printed, [p.name for p in parsed.parameters])
-        template = masked.sql(dialect=target_dialect, comments=False, unsupported_level=ErrorLevel.IGNORE)
+        template = generate_sql(masked, target_dialect, level=ErrorLevel.IGNORE)
     return Normalized(
         tree=tree,
         sql=normalized,
