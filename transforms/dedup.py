@@ -2,10 +2,14 @@
 
 The representative of a group is chosen deterministically — a record that
 succeeded beats one that failed, a given question beats a generated one, then
-the smallest id wins — and it carries ``duplicates`` (how many records were
-merged into it) and the summed ``frequency``. Because this is a ``CombinePerKey``,
-Beam lifts the combiner before the shuffle: a query repeated a million times is
-pre-merged on every worker and never becomes a hot key.
+the smallest id wins, then the smallest origin, and when all of those tie, the
+smallest JSON form of the whole record — and it carries ``duplicates`` (how many
+records were merged into it) and the summed ``frequency``. The last key makes the
+order total: two records that differ anywhere are never equal, so the choice does
+not depend on the order in which a runner (or a number of workers) delivers them.
+Because this is a ``CombinePerKey``, Beam lifts the combiner before the shuffle: a
+query repeated a million times is pre-merged on every worker and never becomes a
+hot key.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Optional
 import apache_beam as beam
 from apache_beam import coders
 
-from pipeline.record import Record
+from pipeline.record import Record, record_to_json
 from transforms.common import count
 
 
@@ -43,12 +47,32 @@ def dedup_key(record: Record, strategy: str) -> str:
 
 
 def preference(record: Record) -> tuple:
-    """Sort key of a candidate representative: smaller is better."""
+    """Sort key of a candidate representative: smaller is better (ties: see :func:`better`)."""
     execution = record.execution
     ran_ok = record.success and (execution is None or execution.status in ("ok", "skipped"))
-    # origin last: the same text read from two places has one id, and the choice must not
-    # depend on which copy arrived first
+    # origin after the id: the same text read from two places has one id, and the choice must
+    # not depend on which copy arrived first
     return (0 if ran_ok else 1, 0 if record.question_source == "given" else 1, record.id, record.origin or "")
+
+
+def better(candidate: Record, best: Optional[Record]) -> bool:
+    """Whether ``candidate`` should replace ``best``: a total order over records.
+
+    :func:`preference` decides almost always; records it cannot tell apart (one id, one
+    origin, other fields different, as two expansions of one input row can be) are ordered
+    by their whole JSON form, which only the computation of it costs, and only then.
+
+    >>> a = Record(id="1", question="q", sql="s", extra={"alternative": "0"})
+    >>> b = a._replace(extra={"alternative": "1"})
+    >>> better(a, b), better(b, a), better(a, a), better(a, None)
+    (True, False, False, True)
+    """
+    if best is None:
+        return True
+    mine, theirs = preference(candidate), preference(best)
+    if mine != theirs:
+        return mine < theirs
+    return record_to_json(candidate) < record_to_json(best)
 
 
 _ACCUMULATOR_CODER = coders.TupleCoder(
@@ -64,14 +88,14 @@ class ChooseRepresentative(beam.CombineFn):
 
     def add_input(self, accumulator, record: Record):
         best, size, frequency = accumulator
-        if best is None or preference(record) < preference(best):
+        if better(record, best):
             best = record
         return (best, size + 1 + record.duplicates, frequency + record.frequency)
 
     def merge_accumulators(self, accumulators):
         best, size, frequency = None, 0, 0
         for candidate, candidate_size, candidate_frequency in accumulators:
-            if candidate is not None and (best is None or preference(candidate) < preference(best)):
+            if candidate is not None and better(candidate, best):
                 best = candidate
             size += candidate_size
             frequency += candidate_frequency

@@ -50,22 +50,27 @@ def expand_alternatives(query: str, dialect: Optional[str] = "postgres") -> list
     names or comments). In each, a column set ``{a, b}`` becomes each non-empty
     subset of its columns — by size, then in the written order, joined with ``", "``
     — and each ``{}`` after it becomes the same subset. Several sets in one query
-    multiply. ``ValueError`` for a cell that cannot be tokenized or expands to more
-    than ``MAX_ALTERNATIVES`` queries.
+    multiply. A query the cell gives twice (sql-eval repeats some alternatives) is
+    listed once, where it first appears: the two would be one pair with one id, told
+    apart only by their index, and which of them survived dedup would depend on the
+    order they arrived in. ``ValueError`` for a cell that cannot be tokenized or
+    expands to more than ``MAX_ALTERNATIVES`` queries.
 
     >>> expand_alternatives("SELECT {t.id,t.name}, COUNT(*) FROM t GROUP BY {};SELECT 1;")
     ['SELECT t.id, COUNT(*) FROM t GROUP BY t.id', 'SELECT t.name, COUNT(*) FROM t GROUP BY t.name', \
 'SELECT t.id, t.name, COUNT(*) FROM t GROUP BY t.id, t.name', 'SELECT 1']
     >>> expand_alternatives("SELECT 'a;{b}' FROM t")
     ["SELECT 'a;{b}' FROM t"]
+    >>> expand_alternatives("SELECT {a, a} FROM t;SELECT a FROM t")
+    ['SELECT a FROM t', 'SELECT a, a FROM t']
     """
     tokenizer = Dialect.get_or_raise(dialect).tokenizer()
-    queries: list[str] = []
+    queries: dict[str, None] = {}  # insertion-ordered set
     for statement in split_statements(query, dialect):
-        queries.extend(_expand_column_sets(statement.text, tokenizer))
+        queries.update(dict.fromkeys(_expand_column_sets(statement.text, tokenizer)))
         if len(queries) > MAX_ALTERNATIVES:
             raise ValueError(f"more than {MAX_ALTERNATIVES} alternatives")
-    return queries
+    return list(queries)
 
 
 def _find_braces(text: str, tokenizer) -> list[_Braces]:
@@ -146,10 +151,11 @@ def parse_defog_csv(stream: BinaryIO, path: str) -> Iterator[Union[RawPair, Read
 
     ``extra`` holds the row's other non-empty columns (``query_category``,
     ``instructions``, …), ``db_type`` (``postgres`` when the file has no such
-    column), ``alternative`` (0-based index) and ``alternatives`` (how many the row
-    gave), and ``query_template`` (the cell as written) when the cell held more than
-    one query or a column set. All alternatives of a row share its origin
-    ``path:line``. A cell that cannot be expanded is ``malformed_query``.
+    column), ``alternative`` (0-based index) and ``alternatives`` (how many distinct
+    queries the row gave), and ``query_template`` (the cell as written) when the cell
+    held more than one query or a column set. All alternatives of a row share its origin
+    ``path:line``; their SQL texts differ, so their ids (a hash of the content) differ
+    too. A cell that cannot be expanded is ``malformed_query``.
     """
     header = None
     for line, row in csv_rows(stream, path):
