@@ -115,6 +115,9 @@ def unsummarized_brin_index():
     autovacuum on the table (a VACUUM would summarize them).
     """
     fx.require_postgres()
+    with fx.pg_connect() as admin:
+        if admin.execute("SELECT 1 FROM pg_database WHERE datname = 'test'").fetchone() is None:
+            admin.execute("CREATE DATABASE test")
     with fx.pg_connect("test") as conn:
         conn.execute(f"DROP TABLE IF EXISTS {BRIN_TABLE}")
         conn.execute(f"CREATE TABLE {BRIN_TABLE} (id int) WITH (autovacuum_enabled = off)")
