@@ -13,9 +13,11 @@ import apache_beam as beam
 
 from pipeline.record import DeadLetter, Record, dead_letter_to_json, record_to_json, without_timings
 from transforms.classify import ClassifyDifficulty
+from transforms.conversations import WriteConversations
 from transforms.dedup import DedupPairs
 from transforms.describe import DescribeQuestions
 from transforms.execute import HOT_QUERY_RECORDS, ExecuteQueries
+from transforms.exports import WriteRejectsSet
 from transforms.filter import FilterPairs, FilterSettings
 from transforms.generation import GenerationSettings
 from transforms.instantiate import NOTES, InstantiateParameters, InstantiateSettings
@@ -60,8 +62,13 @@ class JobConfig(NamedTuple):
 
 
 def output_paths(prefix: str) -> dict[str, str]:
-    """Where the pairs, dead letters and report go for an output prefix."""
-    return {"pairs": prefix, "rejects": f"{prefix}-rejects", "report": f"{prefix}-report.json"}
+    """Where the pairs, dead letters and report go for an output prefix; the pairs are also written,
+    identical, as the ``pairs`` set of the dataset folder (``PREFIX-dataset/``, see
+    ``transforms.exports``), so that folder is complete on its own."""
+    from transforms.exports import set_prefix
+
+    return {"pairs": prefix, "rejects": f"{prefix}-rejects", "report": f"{prefix}-report.json",
+            "pairs_copy": set_prefix(prefix, "pairs")}
 
 
 def _pair_line_without_timings(record: Record) -> str:
@@ -85,6 +92,8 @@ def build(p: beam.Pipeline, config: JobConfig) -> dict[str, beam.PCollection]:
                 db_id_field=config.read.db_id_field)
         else:
             read = p | f"Read_{kind}" >> ReadInputs(kind, patterns, config.read)
+        if kind == "chat_history" and config.read.context == "full":  # each conversation once, not per pair
+            p | "WriteConversations" >> WriteConversations(patterns, config.read, config.output, config.num_shards)
         read_outputs.append(read.records)
         dead_letters.append(read.dead)
     # Reshuffle breaks fusion with the parsers: one big log file is read by one worker, but
@@ -127,6 +136,7 @@ def build(p: beam.Pipeline, config: JobConfig) -> dict[str, beam.PCollection]:
         max_rows=config.max_rows,
         max_connections=config.max_connections,
         password_env=config.password_env,
+        max_result_bytes=config.max_result_bytes,
         skip_reason=config.skip_reason,
         hot_threshold=hot_threshold,
     )
@@ -144,8 +154,8 @@ def build(p: beam.Pipeline, config: JobConfig) -> dict[str, beam.PCollection]:
         reclassified = again.records | "ClassifyEvolved" >> ClassifyDifficulty()
         rerun = reclassified.records | "ExecuteEvolved" >> ExecuteQueries(
             config.database, timeout_s=config.timeout_s, max_rows=config.max_rows,
-            max_connections=config.max_connections, password_env=config.password_env, skip_reason=config.skip_reason,
-            hot_threshold=hot_threshold)
+            max_connections=config.max_connections, password_env=config.password_env,
+            max_result_bytes=config.max_result_bytes, skip_reason=config.skip_reason, hot_threshold=hot_threshold)
         refiltered = rerun.records | "FilterEvolved" >> FilterPairs(config.filter)
         revalidated = ((again.dead, reclassified.dead, rerun.dead, refiltered.dead) | "EvolvedDead" >> beam.Flatten()
                        | "AsRevalidate" >> beam.Map(revalidation_dead_letter))
@@ -181,8 +191,11 @@ def build(p: beam.Pipeline, config: JobConfig) -> dict[str, beam.PCollection]:
     pair_line, dead_line = record_to_json, dead_letter_to_json
     if not config.record_timings:
         pair_line, dead_line = _pair_line_without_timings, _dead_line_without_timings
-    pairs | "WritePairs" >> WriteJsonShards(paths["pairs"], config.num_shards, pair_line, lambda r: r.id)
+    pairs | "WritePairs" >> WriteJsonShards(paths["pairs"], config.num_shards, pair_line, lambda r: r.id,
+                                            copy_prefix=paths["pairs_copy"])
     dead | "WriteDeadLetters" >> WriteJsonShards(paths["rejects"], config.num_shards, dead_line, dead_letter_sort_key)
+    dead | "WriteRejectsSet" >> WriteRejectsSet(config.output, config.num_shards, record_timings=config.record_timings,
+                                                parquet=config.training is not None and config.training.exports.parquet)
     steps = {
         "read": logged,
         "normalize": normalized.records,

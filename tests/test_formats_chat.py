@@ -70,7 +70,7 @@ def test_ui_pair_keeps_sql_verbatim_and_records_the_call():
     assert first.sql == "SELECT count(*) FROM track t JOIN genre g ON g.genre_id = t.genre_id WHERE g.name = 'Rock'"
     assert (first.source, first.success, first.context) == ("chat", True, ())
     assert first.extra == {"tool": "db_query", "tool_call_id": "call_Rk1", "message_id": "msg-a1",
-                           "state": "output-available",
+                           "state": "output-available", "conversation_id": "chat_ui_messages.json", "turn": "0",
                            "input.reasoning": "join track to genre and filter on the genre name"}
 
 
@@ -110,7 +110,7 @@ def test_ai_sdk_4_tool_invocation_parts_are_understood():
 
 
 @pytest.mark.parametrize("mode, expected", [
-    ("full", TURNS_BEFORE_Q2),
+    ("full", ()),  # stored once, in the conversations: see test_chat_context.py
     ("none", ()),
     ("last", TURNS_BEFORE_Q2[-1:]),
     ("window:1", TURNS_BEFORE_Q2[-1:]),
@@ -161,7 +161,7 @@ def test_openai_call_without_a_result_is_a_failure():
 
 
 def test_openai_context_holds_assistant_text_but_not_tool_calls():
-    third = parse_file(OPENAI_FILE)[2]
+    third = parse_file(OPENAI_FILE, context="window:5")[2]
     assert third.context == (
         "User: Which 3 customers placed the most orders?",
         "Assistant: Save-a-lot Markets (31), Ernst Handel (30) and QUICK-Stop (28).",
@@ -182,7 +182,7 @@ def test_jsonl_of_messages_is_one_conversation():
                  tool_result("c1", '[["AC/DC"]]'), {"role": "assistant", "content": "AC/DC."},
                  user("And the second?"), assistant_call("c2", "SELECT name FROM artist OFFSET 1 LIMIT 1"),
                  tool_result("c2", '[["Accept"]]'))
-    items = parse(data)
+    items = parse(data, context="window:2")
     assert summary(items) == [("chat.jsonl#1.0", "SELECT name FROM artist LIMIT 1", True),
                               ("chat.jsonl#5.0", "SELECT name FROM artist OFFSET 1 LIMIT 1", True)]
     assert items[1].context == ("User: Top artist?", "Assistant: AC/DC.")

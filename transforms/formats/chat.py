@@ -43,24 +43,40 @@ stage counts and drops them unless failures are kept.
 
 from __future__ import annotations
 
+import codecs
 import collections
 import json
-from typing import Any, BinaryIO, Iterator, Optional, Union
+import re
+from typing import Any, BinaryIO, Callable, Iterator, NamedTuple, Optional, Union
 
 from transforms.formats import RawPair, ReadReject
 from transforms.formats._common import excerpt, find_bad_unicode, stringify
-from transforms.formats.jsonl import iter_json_values
+from transforms.formats.jsonl import JsonValue, iter_json_values, may_hold_surrogates
 
 Item = Union[RawPair, ReadReject]
 #: How much of a tool's error text is kept in ``extra["error"]``.
 _ERROR_CHARS = 1000
 
 
+#: The default ``context`` mode: the one turn before the question. Linear in the input whatever a
+#: conversation's length (``full`` copies every earlier turn into every pair: quadratic).
+DEFAULT_CONTEXT = "last"
+#: The largest message the reader decodes, unless the caller says otherwise (``--max_sql_bytes``).
+MAX_MESSAGE_BYTES = 1_048_576
+
+
 def context_window(mode: str) -> Optional[int]:
     """How many preceding turns a ``context`` mode keeps (None: all); ``ValueError`` if unknown.
 
+    ``full`` keeps no turns in the pairs themselves (see :func:`parse_conversations`), but a
+    reader that writes the conversations keeps all of them.
+
     >>> context_window("full"), context_window("none"), context_window("last"), context_window("window:3")
     (None, 0, 1, 3)
+    >>> context_window("window:0")
+    Traceback (most recent call last):
+    ...
+    ValueError: context window must be at least 1 turn, got 'window:0' (use none for no context)
     """
     if mode == "full":
         return None
@@ -69,7 +85,10 @@ def context_window(mode: str) -> Optional[int]:
     if mode == "last":
         return 1
     if mode.startswith("window:") and mode[len("window:"):].isdigit():
-        return int(mode[len("window:"):])
+        window = int(mode[len("window:"):])
+        if window < 1:
+            raise ValueError(f"context window must be at least 1 turn, got {mode!r} (use none for no context)")
+        return window
     raise ValueError(f"context must be none, full, last or window:N, got {mode!r}")
 
 
@@ -78,9 +97,10 @@ def parse_chat_history(
     path: str,
     tool_name: str = "db_query",
     include_failures: bool = False,
-    context: str = "full",
+    context: str = DEFAULT_CONTEXT,
     *,
     db_id: Optional[str] = None,
+    max_message_bytes: int = MAX_MESSAGE_BYTES,
 ) -> Iterator[Item]:
     """One ``RawPair`` (source ``chat``) per call of ``tool_name`` with a string ``sql`` argument.
 
@@ -89,21 +109,76 @@ def parse_chat_history(
     (see the module docstring). ``db_id`` names the database of every pair; without
     it a conversation's ``db_id`` key, or the call's ``db_id``/``database``
     argument, is used. A tool call without ``input``, with ``arguments`` that are not
-    JSON, or with an ``sql`` that is not a string is ``malformed_part``.
+    JSON, or with an ``sql`` that is not a string is ``malformed_part``; a message (or a
+    ``sql`` argument) larger than ``max_message_bytes`` is ``sql_too_long``.
+
+    With ``context="full"`` the pairs carry no context: ``extra`` names the conversation
+    (``conversation_id``) and the position of the question in its turns (``turn``), and
+    :func:`parse_conversations` gives each conversation's turns once.
     """
-    window = context_window(context)
+    window = 0 if context == "full" else context_window(context)
     del include_failures  # documented above: failures are yielded and filtered downstream
-    return _parse_chat(stream, path, tool_name, window, db_id)
+    return _parse_chat(stream, path, tool_name, window, db_id, max_message_bytes, None)
 
 
-def _parse_chat(stream, path, tool_name, window, db_id) -> Iterator[Item]:
-    file_conversation = _Conversation(path, tool_name, window, db_id, None)
-    for item in iter_json_values(stream, path):
+class ConversationTurns(NamedTuple):
+    """All the turns of one conversation, as ``"User: …"`` / ``"Assistant: …"`` strings."""
+
+    conversation_id: str  # as in the pairs' ``extra["conversation_id"]``
+    origin: str
+    turns: tuple[str, ...]
+
+
+def parse_conversations(stream: BinaryIO, path: str, tool_name: str = "db_query", *,
+                        max_message_bytes: int = MAX_MESSAGE_BYTES) -> Iterator[ConversationTurns]:
+    """Each conversation of a chat file once, with all its turns (``--context full``).
+
+    A pair's full context is ``turns[:int(extra["turn"])]`` of the conversation its
+    ``extra["conversation_id"]`` names. One conversation's turns are held at a time:
+    memory is linear in the longest conversation, never quadratic.
+
+    >>> import io, json
+    >>> data = json.dumps([{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}])
+    >>> list(parse_conversations(io.BytesIO(data.encode()), "c.json"))
+    [ConversationTurns(conversation_id='c.json', origin='c.json', turns=('User: Hi?', 'Assistant: Hello.'))]
+    """
+    finished: list[ConversationTurns] = []
+    for _ in _parse_chat(stream, path, tool_name, None, None, max_message_bytes, finished.append):
+        while finished:
+            yield finished.pop(0)
+    yield from finished
+
+
+def _parse_chat(stream, path, tool_name, window, db_id, limit, on_finish) -> Iterator[Item]:
+    def conversation(origin, conversation_db, conversation_id):
+        return _Conversation(origin, tool_name, window, conversation_db, conversation_id, limit, on_finish)
+
+    file_conversation = conversation(path, db_id, None)
+    current = None  # a conversation streamed from an array or a ``messages`` key
+    for item in _chat_values(stream, path, limit):
         if isinstance(item, ReadReject):
+            if current is not None and item.origin.startswith(current.origin + "#"):
+                current.skip()  # a bad message keeps its position in the conversation's origins
+            elif current is None and item.origin.startswith(path + "#"):
+                file_conversation.skip()
             yield item
+            continue
+        if isinstance(item, _Open):
+            yield from file_conversation.settle()
+            conversation_db = db_id or _text(item.meta.get("db_id")) or _text(item.meta.get("database"))
+            conversation_id = item.meta.get("id")
+            conversation_id = str(conversation_id) if isinstance(conversation_id, (str, int)) else None
+            current = conversation(item.origin, conversation_db, conversation_id)
+            continue
+        if isinstance(item, _Close):
+            yield from current.finish()
+            current = None
             continue
         value = item.value
         check = not item.clean
+        if current is not None:
+            yield from current.add(value, check)
+            continue
         if _is_message(value):
             yield from file_conversation.add(value, check)
             continue
@@ -117,11 +192,322 @@ def _parse_chat(stream, path, tool_name, window, db_id) -> Iterator[Item]:
         conversation_db = db_id or _text(meta.get("db_id")) or _text(meta.get("database"))
         conversation_id = meta.get("id")
         conversation_id = str(conversation_id) if isinstance(conversation_id, (str, int)) else None
-        conversation = _Conversation(item.origin, tool_name, window, conversation_db, conversation_id)
+        one = conversation(item.origin, conversation_db, conversation_id)
         for message in messages:
-            yield from conversation.add(message, check)
-        yield from conversation.finish()
+            yield from one.add(message, check)
+        yield from one.finish()
     yield from file_conversation.finish()
+
+
+# ---------------------------------------------------------------------------------------------
+# Streaming the file: a JSON array (or an object with ``messages``) of any size, one value at a time
+# ---------------------------------------------------------------------------------------------
+
+_LINE_SUFFIXES = (".jsonl", ".ndjson", ".jsonlines")
+#: Bytes read from the file at a time.
+_CHUNK = 1 << 16
+_DECODER = json.JSONDecoder()
+_NOT_SPACE = re.compile(r"[^ \t\r\n]")
+_OUTSIDE_STRING = re.compile(r'["\[\]{},]')
+_INSIDE_STRING = re.compile(r'["\\]')
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class _Open(NamedTuple):
+    """A conversation streamed message by message starts (its ``meta``: keys before ``messages``)."""
+
+    origin: str
+    meta: dict
+
+
+class _Close(NamedTuple):
+    origin: str
+
+
+class _TooLong(Exception):
+    pass
+
+
+class _Invalid(Exception):
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason, self.detail = reason, detail
+
+
+class _Replay:
+    """A binary stream that first gives back ``prefix`` (what was read to tell the layout)."""
+
+    def __init__(self, prefix: bytes, stream: BinaryIO):
+        self._prefix, self._stream = prefix, stream
+
+    def readline(self, size: int = -1) -> bytes:
+        if self._prefix:
+            line, newline, rest = self._prefix.partition(b"\n")
+            if newline:
+                self._prefix = rest
+                return line + newline
+            self._prefix = b""
+            return line + self._stream.readline()
+        return self._stream.readline()
+
+    def read(self, size: int = -1) -> bytes:
+        if self._prefix:
+            data, self._prefix = self._prefix, b""
+            return data
+        return self._stream.read(size) if size is not None and size >= 0 else self._stream.read()
+
+
+class _JsonStream:
+    """JSON text decoded through a bounded buffer: ``raw_decode`` one value at a time.
+
+    The buffer holds the value being decoded and at most one chunk more; a value larger
+    than ``limit`` is skipped (scanned for its end, never held) and reported as too long.
+    """
+
+    def __init__(self, stream: BinaryIO, prefix: bytes, limit: int):
+        self._stream = stream
+        self._decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+        self.limit = limit
+        self.buf = ""
+        self.pos = 0
+        self.eof = False
+        self.clean = True  # no string decoded so far can hold a lone surrogate
+        self._append(prefix)
+
+    def _append(self, data: bytes) -> None:
+        text = self._decoder.decode(data, final=not data)
+        if self.clean and text and (not text.isascii() and _LONE_SURROGATE.search(text)
+                                    or may_hold_surrogates(self.buf[-6:] + text)):
+            self.clean = False
+        self.buf = self.buf[self.pos:] + text
+        self.pos = 0
+
+    def fill(self) -> bool:
+        """Read one more chunk, dropping what lies before ``pos``; False at the end of the file."""
+        if self.eof:
+            return False
+        data = self._stream.read(_CHUNK)
+        if not data:
+            self.eof = True
+        self._append(data)
+        return not self.eof or self.pos < len(self.buf)
+
+    def peek(self) -> str:
+        """The next character that is not white space (``pos`` moves to it), or "" at the end."""
+        while True:
+            match = _NOT_SPACE.search(self.buf, self.pos)
+            if match is not None:
+                self.pos = match.start()
+                return self.buf[self.pos]
+            self.pos = len(self.buf)
+            if not self.fill():
+                return ""
+
+    def take(self, char: str) -> None:
+        if self.peek() != char:
+            found = self.buf[self.pos:self.pos + 20] if self.pos < len(self.buf) else "the end of the file"
+            raise _Invalid("truncated_json" if self.eof and self.pos >= len(self.buf) else "invalid_json",
+                           f"expected {char!r}, found {found!r}")
+        self.pos += 1
+
+    def value(self) -> Any:
+        """Decode the value at ``pos``; ``_TooLong`` (``pos`` unmoved) or ``_Invalid``."""
+        self.peek()
+        while True:
+            try:
+                value, end = _DECODER.raw_decode(self.buf, self.pos)
+            except json.JSONDecodeError as error:
+                unfinished = error.msg.startswith("Unterminated string") or error.pos >= len(self.buf) - 16
+                if unfinished and not self.eof:
+                    if len(self.buf) - self.pos > self.limit:
+                        raise _TooLong() from None
+                    self.fill()
+                    continue
+                reason = "truncated_json" if unfinished else "invalid_json"
+                raise _Invalid(reason, f"{error.msg} at character {error.pos}") from None
+            except (ValueError, RecursionError) as error:
+                raise _Invalid("invalid_json", excerpt(f"{type(error).__name__}: {error}")) from None
+            if end == len(self.buf) and not self.eof and not isinstance(value, (dict, list)):
+                self.fill()  # a number may go on in the next chunk
+                continue
+            size = end - self.pos
+            if size * 4 > self.limit and len(self.buf[self.pos:end].encode("utf-8", "surrogatepass")) > self.limit:
+                raise _TooLong()
+            self.pos = end
+            return value
+
+    def skip(self) -> bool:
+        """Move ``pos`` past the value there (without decoding it) to the ``,`` or closing
+        bracket after it; False when the file ends first."""
+        depth, in_string, i = 0, False, self.pos
+        while True:
+            pattern = _INSIDE_STRING if in_string else _OUTSIDE_STRING
+            match = pattern.search(self.buf, i)
+            if match is None or (in_string and match.group() == "\\" and match.end() >= len(self.buf)):
+                self.pos = match.start() if match is not None else len(self.buf)
+                if not self.fill():
+                    return False
+                i = self.pos
+                continue
+            char, i = match.group(), match.end()
+            if in_string:
+                if char == "\\":
+                    i += 1
+                else:
+                    in_string = False
+            elif char == '"':
+                in_string = True
+            elif char in "[{":
+                depth += 1
+            elif depth == 0:  # "," or a closing bracket of the enclosing array
+                self.pos = match.start()
+                return True
+            elif char in "]}":
+                depth -= 1
+
+
+def _chat_values(stream: BinaryIO, path: str, limit: int) -> Iterator[Any]:
+    """The file's values: ``JsonValue``, ``ReadReject``, and ``_Open``/``_Close`` around the
+    messages of a conversation streamed one message at a time.
+
+    A top-level array, and an object's ``messages`` array, are streamed (a file of any size,
+    a conversation of any length); JSONL goes line by line (``iter_json_values``).
+    """
+    prefix = b""
+    while True:
+        data = stream.read(_CHUNK)
+        prefix += data
+        start = prefix.lstrip(b" \t\r\n")
+        if start.startswith(b"\xef\xbb\xbf"):
+            start = start[3:].lstrip(b" \t\r\n")
+        if start or not data:
+            break
+    if not start:
+        return
+    first = start[:1]
+    if path.lower().endswith(_LINE_SUFFIXES) or first not in (b"[", b"{"):
+        yield from iter_json_values(_Replay(prefix, stream), path)
+        return
+    if first == b"{":  # one object per line (JSONL saved as .json), or one conversation object
+        while b"\n" not in start and len(prefix) <= limit:
+            data = stream.read(_CHUNK)
+            if not data:
+                break
+            prefix += data
+            start += data
+        line = start.split(b"\n", 1)[0]
+        try:
+            json.loads(line)
+            yield from iter_json_values(_Replay(prefix, stream), path)
+            return
+        except (ValueError, RecursionError):
+            pass
+    reader = _JsonStream(stream, prefix, limit)
+    if reader.buf.startswith("\ufeff"):
+        reader.pos = 1
+    try:
+        if first == b"[":
+            reader.take("[")
+            yield from _array_values(reader, path, nested=False)
+        else:
+            yield from _object_value(reader, path, path)
+        if reader.peek():
+            yield ReadReject(path, "invalid_json", "extra data after the JSON document")
+    except _Invalid as error:  # the file's structure broke where no value can be skipped: stop there
+        yield ReadReject(path, error.reason, error.detail)
+
+
+def _array_values(reader: _JsonStream, prefix: str, nested: bool) -> Iterator[Any]:
+    """The values of the array whose ``[`` was just read, through its ``]``."""
+    if reader.peek() == "]":
+        reader.pos += 1
+        return
+    index = 0
+    while True:
+        origin = f"{prefix}#{index}"
+        char = reader.peek()
+        if char == "":
+            raise _Invalid("truncated_json", f"the file ends inside the array, at value {index}")
+        if char == "[" and not nested:  # a conversation: its messages one by one
+            reader.pos += 1
+            yield _Open(origin, {})
+            yield from _array_values(reader, origin, nested=True)
+            yield _Close(origin)
+        elif char == "{" and not nested:
+            yield from _object_value(reader, origin, prefix)
+        else:
+            yield from _one_value(reader, origin, prefix)
+        char = reader.peek()
+        if char == ",":
+            reader.pos += 1
+            index += 1
+            continue
+        if char == "]":
+            reader.pos += 1
+            return
+        raise _Invalid("truncated_json" if char == "" else "invalid_json",
+                       f"expected ',' or ']' after value {index}")
+
+
+def _one_value(reader: _JsonStream, origin: str, path: str) -> Iterator[Any]:
+    """The value at ``pos`` (at most ``limit`` bytes), or a reject for it; ``pos`` moves past it."""
+    try:
+        yield JsonValue(origin, reader.value(), False, clean=reader.clean)
+        return
+    except _TooLong:
+        reject = ReadReject(origin, "sql_too_long", f"the message is over {reader.limit} bytes")
+    except _Invalid as error:
+        if error.reason == "truncated_json":
+            raise
+        reject = ReadReject(origin, error.reason, error.detail)
+    yield reject
+    if not reader.skip():
+        raise _Invalid("truncated_json", f"the file ends inside value {origin}")
+
+
+def _object_value(reader: _JsonStream, origin: str, path: str) -> Iterator[Any]:
+    """An object at ``pos``: decoded whole when it fits ``limit``; otherwise streamed key by key,
+    its ``messages`` array message by message (a long conversation), or too long (a message)."""
+    try:  # on failure ``pos`` stays at the object's start (fills move the buffer, not the start)
+        yield JsonValue(origin, reader.value(), False, clean=reader.clean)
+        return
+    except _TooLong:
+        pass
+    except _Invalid as error:
+        if error.reason == "truncated_json":
+            raise
+        yield ReadReject(origin, error.reason, error.detail)
+        if not reader.skip():
+            raise _Invalid("truncated_json", f"the file ends inside value {origin}") from None
+        return
+    reader.take("{")  # the object's start is still in the buffer: read it key by key
+    meta: dict = {}
+    streamed = False
+    while reader.peek() != "}":
+        key = reader.value()
+        if not isinstance(key, str):
+            raise _Invalid("invalid_json", f"object key is not a string in {origin}")
+        reader.take(":")
+        if key == "messages" and reader.peek() == "[" and not streamed and "role" not in meta:
+            reader.pos += 1
+            streamed = True
+            yield _Open(origin, meta)
+            yield from _array_values(reader, origin, nested=True)
+            yield _Close(origin)
+        else:
+            try:
+                meta[key] = reader.value()
+            except _TooLong:
+                if not reader.skip():
+                    raise _Invalid("truncated_json", f"the file ends inside value {origin}") from None
+        if reader.peek() == ",":
+            reader.pos += 1
+        elif reader.peek() != "}":
+            raise _Invalid("truncated_json" if reader.peek() == "" else "invalid_json",
+                           f"expected ',' or '}}' in {origin}")
+    reader.pos += 1
+    if not streamed:
+        yield ReadReject(origin, "sql_too_long", f"the message is over {reader.limit} bytes")
 
 
 def _is_message(value: Any) -> bool:
@@ -202,13 +588,20 @@ class _Conversation:
     """Messages of one conversation, fed in order; pairs come out as soon as they are settled."""
 
     def __init__(self, origin: str, tool_name: str, window: Optional[int], db_id: Optional[str],
-                 conversation_id: Optional[str]):
+                 conversation_id: Optional[str], limit: int = MAX_MESSAGE_BYTES,
+                 on_finish: Optional[Callable[[ConversationTurns], Any]] = None):
+        self.origin = origin
         self._origin = origin
         self._tool = tool_name
         self._window = window
         self._db_id = db_id
         self._conversation_id = conversation_id
+        self._limit = limit
+        self._on_finish = on_finish
+        self._all_turns: Optional[list[str]] = [] if on_finish is not None else None
         self._turns: list[str] = []
+        self._turn_count = 0  # turns said so far; a pair's ``turn`` is where its question sits
+        self._question_turn = 0
         self._question: Optional[str] = None
         self._context: tuple[str, ...] = ()
         self._index = 0
@@ -248,7 +641,15 @@ class _Conversation:
         return self._ready()
 
     def finish(self) -> Iterator[Item]:
-        return self.settle()
+        ready = self.settle()
+        if self._on_finish is not None and self._index:
+            self._on_finish(ConversationTurns(self.conversation_id, self._origin, tuple(self._all_turns)))
+        return ready
+
+    @property
+    def conversation_id(self) -> str:
+        """The conversation's own id, else its origin (unique among the job's inputs)."""
+        return self._conversation_id or self._origin
 
     def _settle_calls(self) -> None:
         for pending in self._calls.values():
@@ -271,13 +672,19 @@ class _Conversation:
     def _user_said(self, text: str) -> None:
         self._question = text or None
         self._context = tuple(self._turns)
+        self._question_turn = self._turn_count
         self._turn(f"User: {text}" if text else None)
 
     def _assistant_said(self, text: str) -> None:
         self._turn(f"Assistant: {text}" if text else None)
 
     def _turn(self, turn: Optional[str]) -> None:
-        if turn is None or self._window == 0:
+        if turn is None:
+            return
+        self._turn_count += 1
+        if self._all_turns is not None:
+            self._all_turns.append(turn)
+        if self._window == 0:
             return
         self._turns.append(turn)
         if self._window is not None and len(self._turns) > self._window:
@@ -396,11 +803,14 @@ class _Conversation:
             return ReadReject(origin, "empty_sql", "sql argument is blank")
         if "\x00" in sql:
             return ReadReject(origin, "nul_byte", excerpt(sql))
+        if len(sql) * 4 > self._limit and len(sql.encode("utf-8", "surrogatepass")) > self._limit:
+            return ReadReject(origin, "sql_too_long", f"the sql argument is over {self._limit} bytes")
         extra = {"tool": self._tool}
-        for key, value in (("tool_call_id", call_id), ("message_id", message.get("id")),
-                           ("conversation_id", self._conversation_id)):
+        for key, value in (("tool_call_id", call_id), ("message_id", message.get("id"))):
             if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value):
                 extra[key] = str(value)
+        extra["conversation_id"] = self.conversation_id
+        extra["turn"] = str(self._question_turn)
         db_id = self._db_id
         for key, value in arguments.items():
             if key == "sql":
