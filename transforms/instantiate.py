@@ -60,7 +60,7 @@ from adapters.db import DatabaseMap, DatabaseUnavailable, redact
 from pipeline.record import Execution, Parameter, Record, new_record
 from transforms import placeholders, trees
 from transforms.common import DEAD, count, reject
-from transforms.normalize import fingerprint
+from transforms.normalize import fingerprint, generate_sql
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -213,7 +213,7 @@ def sample_query(source: exp.Expression, table: exp.Table, dialect: str, size: i
         .order_by("v")
         .limit(size)
     )
-    return query.sql(dialect=dialect)
+    return generate_sql(query, dialect) if dialect == "mysql" else query.sql(dialect=dialect)
 
 
 # --- values ---------------------------------------------------------------------------------
@@ -416,7 +416,7 @@ def validation_query(tree: exp.Expression, slots: Sequence[Slot], dialect: str) 
     checked = tree.copy().transform(replace)
     if isinstance(checked, exp.Query):
         checked = checked.limit(0)
-    return checked.sql(dialect=dialect)
+    return generate_sql(checked, dialect) if dialect == "mysql" else checked.sql(dialect=dialect)
 
 
 def instances_wanted(frequency: int, settings: InstantiateSettings, mean_frequency: Optional[float]) -> int:
@@ -596,7 +596,9 @@ class _InstantiateFn(beam.DoFn):
     # -- records ------------------------------------------------------------------------------
     def _instance(self, record: Record, tree, slots, values: dict, dialect: str) -> Record:
         filled_tree = fill(tree, slots, values)
-        sql = filled_tree.sql(dialect=dialect, comments=False)
+        # MySQL keeps its own REGEXP (sqlglot would print REGEXP_LIKE, which MariaDB lacks)
+        sql = (generate_sql(filled_tree, dialect) if dialect == "mysql"
+               else filled_tree.sql(dialect=dialect, comments=False))
         trees.remember(sql, dialect, filled_tree)
         parameters = tuple(
             p._replace(value=value_text(values[p.name]), type=p.type or kind_of_value(values[p.name]))
