@@ -20,7 +20,8 @@ when it mentions:
 * every literal value used in a condition (WHERE, HAVING, JOIN ... ON, at any depth:
   subqueries, derived tables and CTEs included): a string's text verbatim (for LIKE
   patterns each piece between the wildcards), a number as a word, an interval's amount;
-  a 0/1 compared with a flag column (``is_open = 1``) counts as mentioned when the flag is;
+  a 0/1 compared with a flag column (``is_open = 1``) counts as mentioned when the flag is
+  (its words without the "is"/"has": "open businesses");
 * every column filtered on there, as words (``humanize``: ``billing_country`` and
   ``billingcountry`` -> "billing country"); columns compared with another column
   (join keys, correlations) are not required, nor a column that names a SELECT alias,
@@ -149,7 +150,7 @@ def parsed_trees(queries: Iterable[Query]) -> list[tuple[Query, exp.Expression]]
 _VALUE_PATH = (exp.Paren, exp.Cast, exp.TryCast, exp.Neg, exp.Tuple, exp.Interval, exp.Add, exp.Sub,
                exp.Mul, exp.Div, exp.Lower, exp.Upper, exp.Trim)
 _PREDICATES = (exp.Predicate, exp.In, exp.Between, exp.Like, exp.ILike)
-_FLAG_PREFIXES = ("is ", "has ", "was ", "can ", "allow ", "enable ")
+_FLAG_PREFIXES = ("is ", "has ")
 
 
 def condition_roots(tree: exp.Expression) -> list[exp.Expression]:
@@ -208,7 +209,9 @@ def required_mentions(tree: exp.Expression) -> tuple[list[str], list[str]]:
                 if node.find_ancestor(exp.Count, exp.Query) is not None and isinstance(
                         node.find_ancestor(exp.Count, exp.Query), exp.Count):
                     continue  # COUNT(x) counts rows ('the number of restaurants'), x need not show
-                columns.append(humanize(node.name))
+                words = humanize(node.name)
+                flag = next((f for f in _FLAG_PREFIXES if words.startswith(f)), None)
+                columns.append(words[len(flag):] if flag else words)  # 'open' for is_open
             elif isinstance(node, exp.Literal):
                 text = _literal_requirement(node)
                 if text:

@@ -85,22 +85,22 @@ CHINOOK_EXAMPLES = [
     (
         "in_list",
         "SELECT name FROM track WHERE genreid IN (1, 3, 5)",
-        "List the name of every track with genreid one of 1, 3 or 5.",
+        "List the name of every track with genre id one of 1, 3 or 5.",
     ),
     (
         "between",
         "SELECT invoiceid FROM invoice WHERE total BETWEEN 5 AND 10",
-        "List the invoiceid of every invoice with total between 5 and 10.",
+        "List the invoice id of every invoice with total between 5 and 10.",
     ),
     (
         "is_null",
         "SELECT firstname FROM customer WHERE company IS NULL",
-        "List the firstname of every customer with no company.",
+        "List the first name of every customer with no company.",
     ),
     (
         "is_not_null",
         "SELECT firstname FROM customer WHERE company IS NOT NULL",
-        "List the firstname of every customer with a known company.",
+        "List the first name of every customer with a known company.",
     ),
     (
         "or_and_not_equal",
@@ -110,7 +110,7 @@ CHINOOK_EXAMPLES = [
     (
         "not_inverts_comparison",
         "SELECT name FROM track WHERE NOT unitprice > 0.99",
-        "List the name of every track with unitprice at most 0.99.",
+        "List the name of every track with unit price at most 0.99.",
     ),
     (
         "not_or_reads_neither_nor",
@@ -130,19 +130,19 @@ CHINOOK_EXAMPLES = [
     (
         "count_distinct",
         "SELECT COUNT(DISTINCT composer) FROM track WHERE genreid IN (1, 2, 3)",
-        "How many distinct composers are there among tracks with genreid one of 1, 2 or 3?",
+        "How many distinct composers are there among tracks with genre id one of 1, 2 or 3?",
     ),
     (
         "distinct_sorted",
         "SELECT DISTINCT billingcity FROM invoice WHERE billingcountry = 'Germany' ORDER BY billingcity",
-        'List each distinct billingcity of invoices with billingcountry "Germany". '
-        "Sort the results by billingcity in ascending order.",
+        'List each distinct billing city of invoices with billing country "Germany". '
+        "Sort the results by billing city in ascending order.",
     ),
     (
         "group_having_order",
         "SELECT billingcountry, SUM(total) FROM invoice GROUP BY billingcountry "
         "HAVING SUM(total) > 100 ORDER BY SUM(total) DESC",
-        "For each billingcountry, what is the combined total of all invoices? "
+        "For each billing country, what is the combined total of all invoices? "
         "Only include groups with the combined total greater than 100. "
         "Sort the results by the combined total in descending order.",
     ),
@@ -164,7 +164,7 @@ CHINOOK_EXAMPLES = [
     (
         "in_subquery",
         "SELECT name FROM artist WHERE artistid IN (SELECT artistid FROM album WHERE title LIKE '%Rock%')",
-        "List the name of every artist with artistid in the set of the artistid of albums "
+        "List the name of every artist with artist id in the set of the artist id of albums "
         'with title containing "Rock".',
     ),
     (
@@ -177,29 +177,29 @@ CHINOOK_EXAMPLES = [
         "SELECT t.name FROM track t WHERE t.milliseconds > "
         "(SELECT AVG(t2.milliseconds) FROM track t2 WHERE t2.genreid = t.genreid)",
         "List the name of every track with milliseconds greater than the average milliseconds "
-        "of tracks with the same genreid.",
+        "of tracks with the same genre id.",
     ),
     (
         "exists",
         "SELECT c.firstname FROM customer c WHERE EXISTS "
         "(SELECT 1 FROM invoice i WHERE i.customerid = c.customerid AND i.total > 20)",
-        "List the firstname of every customer with at least one invoice with total greater than 20.",
+        "List the first name of every customer with at least one invoice with total greater than 20.",
     ),
     (
         "not_exists",
         "SELECT firstname FROM customer c WHERE NOT EXISTS "
         "(SELECT 1 FROM invoice i WHERE i.customerid = c.customerid)",
-        "List the firstname of every customer with no invoice.",
+        "List the first name of every customer with no invoice.",
     ),
     (
         "union",
         "SELECT firstname FROM customer UNION SELECT firstname FROM employee",
-        "List the firstname of all customers, combined with the firstname of all employees.",
+        "List the first name of all customers, combined with the first name of all employees.",
     ),
     (
         "intersect",
         "SELECT firstname FROM customer INTERSECT SELECT firstname FROM employee",
-        "List the firstname of all customers that are also in the firstname of all employees.",
+        "List the first name of all customers that are also in the first name of all employees.",
     ),
     (
         "except",
@@ -211,18 +211,18 @@ CHINOOK_EXAMPLES = [
         "WITH top_customers AS (SELECT customerid, SUM(total) AS spent FROM invoice GROUP BY customerid) "
         "SELECT c.firstname, t.spent FROM customer c JOIN top_customers t ON c.customerid = t.customerid "
         "ORDER BY t.spent DESC LIMIT 10",
-        "List the firstname and top customer spent of every customer. "
+        "List the first name and top customer spent of every customer. "
         "Show the top 10 by top customer spent, highest first.",
     ),
     (
         "window_running_total",
         "SELECT invoicedate, total, SUM(total) OVER (ORDER BY invoicedate) AS running_total FROM invoice",
-        "List the invoicedate and total of every invoice, with a running total of total by invoicedate.",
+        "List the invoice date and total of every invoice, with a running total of total by invoice date.",
     ),
     (
         "window_rank",
         "SELECT name, RANK() OVER (PARTITION BY genreid ORDER BY milliseconds DESC) AS rnk FROM track",
-        "List the name of every track, ranked by milliseconds (highest first) within each genreid.",
+        "List the name of every track, ranked by milliseconds (highest first) within each genre id.",
     ),
     (
         "case_category",
@@ -238,12 +238,12 @@ CHINOOK_EXAMPLES = [
     (
         "date_function_in_condition",
         "SELECT COUNT(*) FROM invoice WHERE strftime('%Y', invoicedate) = '2010'",
-        'How many invoices have the year of invoicedate "2010"?',
+        'How many invoices have the year of invoice date "2010"?',
     ),
     (
         "sqlite_date_modifier",
         "SELECT firstname FROM employee WHERE hiredate < date('now', '-15 years')",
-        "List the firstname of every employee with hiredate less than 15 years before today.",
+        "List the first name of every employee with hire date less than 15 years before today.",
     ),
     (
         "joined_columns_are_prefixed",
@@ -275,7 +275,7 @@ CHINOOK_EXAMPLES = [
         "ratio_of_conditional_count",
         "SELECT CAST(SUM(CASE WHEN unitprice > 0.99 THEN 1 ELSE 0 END) AS REAL) / COUNT(*) AS premium_ratio "
         "FROM track",
-        "What is the ratio of the number of tracks with unitprice greater than 0.99 to the number of tracks?",
+        "What is the ratio of the number of tracks with unit price greater than 0.99 to the number of tracks?",
     ),
     (
         "percentage",
@@ -290,12 +290,12 @@ CHINOOK_EXAMPLES = [
     (
         "count_of_own_key_counts_rows",
         "SELECT COUNT(t.trackid) FROM track t WHERE t.genreid = 1",
-        "How many tracks have genreid 1?",
+        "How many tracks have genre id 1?",
     ),
     (
         "self_join",
         "SELECT e.firstname, m.firstname FROM employee e JOIN employee m ON e.reportsto = m.employeeid",
-        "List the firstname and related employee firstname of every employee.",
+        "List the first name and related employee first name of every employee.",
     ),
     (
         "offset",
@@ -311,7 +311,7 @@ CHINOOK_EXAMPLES = [
     (
         "placeholders",
         "SELECT name FROM track WHERE unitprice = ? AND genreid = :genre",
-        "List the name of every track with unitprice equal to a given value and genreid equal to the given genre.",
+        "List the name of every track with unit price equal to a given value and genre id equal to the given genre.",
     ),
 ]
 
@@ -328,7 +328,10 @@ def test_chinook_question(sql, expected):
 @pytest.mark.parametrize(
     "identifier, words",
     [
-        ("artistid", "artistid"),
+        ("artistid", "artist id"),
+        ("billingcountry", "billing country"),
+        ("owneruserid", "owner user id"),
+        ("milliseconds", "milliseconds"),
         ("ArtistId", "artist id"),
         ("first_name", "first name"),
         ("DOMAIN", "domain"),
@@ -379,7 +382,7 @@ def test_qualified_bigquery_table_uses_its_name():
 
 def test_postgres_interval_reads_as_time_before():
     assert question("SELECT COUNT(*) FROM invoice WHERE invoicedate > CURRENT_DATE - INTERVAL '30 days'", "postgres") == (
-        "How many invoices have invoicedate greater than 30 days before today?"
+        "How many invoices have invoice date greater than 30 days before today?"
     )
 
 
@@ -398,7 +401,7 @@ def test_internal_error_falls_back_to_generic_question(monkeypatch):
 
 def test_statement_the_rules_do_not_describe_gets_generic_question():
     assert question("CREATE TABLE playlist_backup AS SELECT playlistid, name FROM playlist") == (
-        "Show the playlistid and name from the playlist backup and playlist records."
+        "Show the playlist id and name from the playlist backup and playlist records."
     )
 
 
@@ -406,8 +409,8 @@ def test_statement_the_rules_do_not_describe_gets_generic_question():
     "sql, expected",
     [
         ("INSERT INTO artist (name) VALUES ('New')", "Add new artist records."),
-        ("DELETE FROM invoiceline WHERE quantity = 0", "Remove the invoicelines with quantity 0."),
-        ("UPDATE track SET unitprice = 1.29 WHERE genreid = 1", "Update the unitprice of every track with genreid 1."),
+        ("DELETE FROM invoiceline WHERE quantity = 0", "Remove the invoice lines with quantity 0."),
+        ("UPDATE track SET unitprice = 1.29 WHERE genreid = 1", "Update the unit price of every track with genre id 1."),
     ],
 )
 def test_data_changes_are_described(sql, expected):

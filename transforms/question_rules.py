@@ -78,23 +78,110 @@ _IRREGULAR_SINGULARS = {plural: singular for singular, plural in _IRREGULAR_PLUR
 _VOWELS = frozenset("aeiou")
 
 
+# Words that schema identifiers are commonly glued from. Normalization folds unquoted
+# identifiers to lowercase (``BillingCountry`` becomes ``billingcountry``), so the case
+# boundaries are gone; a glued word made entirely of these (plus a plural 's'/'es', and
+# 'id'/'ip'/'no' as short pieces) is split back. Words that are themselves compounds people
+# write as one ('password', 'timestamp', 'username') are listed so they stay whole.
+_GLUE_WORDS = frozenset("""
+access account accepted action active activity actual add added address admin advisor after
+age agent air aircraft airline airport album allow amount answer answered approval approved
+area arrival artist asset assigned assignment audit author available average award back
+badge balance bank base bed begin bill billing birth block body book booking border box
+brand budget business buy by call campaign cancel cancelled capacity capital car card
+carrier cart case cash category cell change channel charge check child cite cited citation
+city class clear click client close closed code college color column comment commission
+community company complete completed composer condition conference contact content
+continent contract cost count country county coupon course create created creation credit
+currency current customer cycle daily data database date day deadline default degree
+delete deleted delivery department deposit description design destination detail device
+diagnosis discount display distance doctor document domain down drug due duration earn
+edit edited editor education effective election email employee end ended entity entry
+episode error estimated event exam exchange expense expiration expire expiry external
+extra facility fail failed family fare favorite fax fee feedback field file final first
+flag flight food form format free freight frequency from full gender genre given goal
+grade graduation group guest hash head height hire history holder home hotel hour hours
+image income industry info information inside instructor insurance interest internal
+inventory invoice issue item job join joined journal key keyword kind label language last
+latitude lead leave length level license limit line link list load loan local location
+lock login logo long longitude lost machine mail main manager manufacturer margin market
+match max media medium member membership merchant message method middle migrated min
+minimum mobile mode model modified month mountain movie name net network new next node
+note notification number object offer office old one open opened order organization
+origin original out owned owner page paid paper parent part partner password path
+patient pay payment pending percent period person phone photo picture place plan
+platform play player playlist point policy population position post postal price
+primary priority private product profile program project promotion public publication
+published purchase quantity question rank rate rating reason receipt received receiver
+record reference region registration related release removed rental reorder reply
+report reported reputation request required resource response restaurant result
+return revenue review reviewer revision role room route rule sale sales salary schedule
+school score season seat second section segment sender sent sequence service session
+setting share ship shipped shipper shipping short size skill snapshot source speed
+staff stage start state status step stock stop store street student subject
+submission supplier support symbol tag target task tax team term territory test text
+ticket time timestamp title token top total track transaction transfer treatment trip
+type unit up update updated upload url user username valid value vendor venue
+verified version video view views visit vote warehouse website week weight width work
+writer year zip zone
+""".split())
+_GLUE_SHORT = frozenset({"id", "ip", "no"})
+
+
+def _split_glued(word: str) -> Optional[list[str]]:
+    """Split an all-lowercase glued word into known words, fewest pieces first; None if it is not one.
+
+    >>> _split_glued("billingcountry"), _split_glued("owneruserid"), _split_glued("milliseconds")
+    (['billing', 'country'], ['owner', 'user', 'id'], None)
+    """
+    if len(word) < 5 or word in _GLUE_WORDS:
+        return None
+    best: list[Optional[list[str]]] = [None] * (len(word) + 1)
+    best[0] = []
+    for end in range(2, len(word) + 1):
+        for start in range(max(0, end - 14), end - 1):
+            head = best[start]
+            if head is None:
+                continue
+            piece = word[start:end]
+            if _is_glue_piece(piece) and (best[end] is None or len(head) + 1 < len(best[end])):
+                best[end] = head + [piece]
+    pieces = best[len(word)]
+    return pieces if pieces is not None and len(pieces) > 1 else None
+
+
+def _is_glue_piece(piece: str) -> bool:
+    if piece in _GLUE_SHORT or (len(piece) >= 3 and piece in _GLUE_WORDS):
+        return True
+    return len(piece) >= 4 and piece.endswith("s") and (
+        piece[:-1] in _GLUE_WORDS or (piece.endswith("es") and piece[:-2] in _GLUE_WORDS)
+    )
+
+
 @lru_cache(maxsize=8192)
 def humanize(identifier: str) -> str:
     """Turn a SQL identifier into lowercase words.
 
     snake_case and CamelCase are split, a run of capitals is one word, a few common
-    abbreviations are spelled out, and a single all-lowercase word is left alone.
+    abbreviations are spelled out, and an all-lowercase word glued from common schema words
+    (what normalization makes of ``BillingCountry``) is split back; other single words are
+    left alone.
 
     >>> humanize("ArtistId"), humanize("artistid"), humanize("first_name")
-    ('artist id', 'artistid', 'first name')
+    ('artist id', 'artist id', 'first name')
     >>> humanize("DOMAIN"), humanize("sbTxCustId"), humanize("XMLHttpRequest")
     ('domain', 'sb transaction customer id', 'xml http request')
+    >>> humanize("billingcountry"), humanize("milliseconds"), humanize("posttypeid")
+    ('billing country', 'milliseconds', 'post type id')
     """
     spaced = _NOT_WORD.sub(" ", identifier)
     if not spaced.isupper():
         spaced = _CAMEL_BOUNDARY.sub(" ", spaced)
-    words = [_ABBREVIATIONS.get(word, word) for word in spaced.lower().split()]
-    return " ".join(words) or "value"
+    words: list[str] = []
+    for word in spaced.lower().split():
+        glued = _split_glued(word) if word not in _ABBREVIATIONS else None
+        words.extend(glued if glued else [word])
+    return " ".join(_ABBREVIATIONS.get(word, word) for word in words) or "value"
 
 
 _PARTICIPLES = frozenset({"made", "done", "given", "taken", "sent", "paid", "sold", "held"})
@@ -251,6 +338,7 @@ class _Scope:
         "entity_mentioned",
         "correlation",
         "qualify_main",
+        "counted",
     )
 
     def __init__(self, parent: Optional["_Scope"]) -> None:
@@ -266,6 +354,7 @@ class _Scope:
         self.entity_mentioned = False
         self.correlation = "same"  # "same": 'the same x'; "drop": omit (EXISTS)
         self.qualify_main = False  # prefix main-table columns too ('playlist name')
+        self.counted: Optional[_Source] = None  # what COUNT(*) counts when not the main rows
 
     def entity(self) -> _Source:
         return self.main or _Source("record", "records", "main")
@@ -586,7 +675,8 @@ def _count_all(scope: _Scope) -> str:
     """'the number of <entity>', embedding the WHERE phrase the first time it is used."""
     scope.entity_mentioned = True
     cond, scope.entity_cond = scope.entity_cond, ""
-    return f"the number of {scope.entity().plural}" + (f" with {cond}" if cond else "")
+    counted = scope.counted or scope.entity()
+    return f"the number of {counted.plural}" + (f" with {cond}" if cond else "")
 
 
 def _single_branch(node: Optional[exp.Expression]) -> Optional[tuple[exp.Expression, exp.Expression]]:
@@ -1308,7 +1398,10 @@ def _cond(node: Optional[exp.Expression], scope: _Scope, negated: bool = False, 
         return f"{_value(node.this, scope)} {word} {_value(node.expression, scope)}"
     if isinstance(node, (exp.Column, exp.Boolean)):
         truth = "false" if negated else "true"
-        return f"{_value(node, scope)} {truth}" if isinstance(node, exp.Column) else truth
+        if isinstance(node, exp.Column):
+            flag = _flag_phrase(node, not negated, scope)
+            return flag if flag is not None else f"{_value(node, scope)} {truth}"
+        return truth
     columns = _columns_in(node, scope)
     basis = f"a condition on {_and_list(columns)}" if columns else "the given condition"
     return f"no {basis[2:]}" if negated else basis
@@ -1390,8 +1483,13 @@ def _comparison(node: exp.Expression, scope: _Scope, negated: bool) -> str:
     same = _correlation_text(left, right, scope)
     if same is not None and node_type in (exp.EQ, exp.NullSafeEQ):
         return same
-    left_text = _value(left, scope)
     right_node = _unwrap(right)
+    truth = _flag_value(right_node)
+    if truth is not None and node_type in (exp.EQ, exp.NEQ, exp.NullSafeEQ, exp.NullSafeNEQ):
+        flag = _flag_phrase(left, truth == (node_type in (exp.EQ, exp.NullSafeEQ)), scope)
+        if flag is not None:
+            return flag
+    left_text = _value(left, scope)
     counted = _count_comparison(left_text, node_type, right_node)
     if counted is not None:
         return counted
@@ -1401,6 +1499,65 @@ def _comparison(node: exp.Expression, scope: _Scope, negated: bool) -> str:
         if isinstance(right_node, (exp.Literal, exp.Neg) + _STRING_TYPES):
             return f"{left_text} {_value(right, scope)}"
     return f"{left_text} {_COMPARISONS[node_type]} {_value(right, scope)}"
+
+
+_FLAG_PREFIXES = ("is ", "has ")
+
+
+def _flag_value(node: Optional[exp.Expression]) -> Optional[bool]:
+    """True/False for ``TRUE``/``1``/``FALSE``/``0`` (how flags are compared), else None."""
+    if isinstance(node, exp.Boolean):
+        return bool(node.this)
+    if _is_number_literal(node, ("1", "0")):
+        return node.this == "1"
+    return None
+
+
+def _flag_words(node: Optional[exp.Expression]) -> Optional[tuple[str, str]]:
+    """('is', 'open') for a flag column ``is_open`` / ``IsOpen`` / ``has_wifi``, else None."""
+    node = _unwrap(node)
+    if not isinstance(node, exp.Column) or isinstance(node.this, exp.Star):
+        return None
+    words = humanize(node.name)
+    for prefix in _FLAG_PREFIXES:
+        if words.startswith(prefix) and len(words) > len(prefix):
+            return prefix.strip(), words[len(prefix) :]
+    return None
+
+
+def _flag_phrase(node: Optional[exp.Expression], truth: bool, scope: _Scope) -> Optional[str]:
+    """A flag test as words that read after 'with'/'have': 'wifi', 'no wifi', 'the open flag set'.
+
+    >>> _flag_phrase(exp.column("has_wifi"), True, _Scope(None))
+    'wifi'
+    >>> _flag_phrase(exp.column("is_open"), False, _Scope(None))
+    'the open flag not set'
+    """
+    found = _flag_words(node)
+    if found is None:
+        return None
+    verb, rest = found
+    if verb == "has":
+        return rest if truth else f"no {rest}"
+    return f"the {rest} flag {'set' if truth else 'not set'}"
+
+
+def _main_flag(node: exp.Expression, scope: _Scope) -> Optional[str]:
+    """'open' for a top-level ``is_open = 1`` (or ``is_open``) on the main table: it becomes an
+    adjective of the rows ('How many open businesses are there?')."""
+    column, truth = node, True
+    if isinstance(node, (exp.EQ, exp.Is)):
+        column, truth = node.this, _flag_value(_unwrap(node.expression))
+    column = _unwrap(column)
+    found = _flag_words(column) if truth else None
+    if found is None or found[0] != "is" or " " in found[1] or scope.main is None:
+        return None
+    if column.table:
+        if scope.resolve(column.table)[0] is not scope.main:
+            return None
+    elif len(scope.order) > 1:
+        return None
+    return found[1]
 
 
 _COUNT_COMPARISONS: dict[type, str] = {
@@ -1505,7 +1662,8 @@ def _is(node: exp.Expression, scope: _Scope, negated: bool) -> str:
         return f"a known {target}" if negated else f"no {target}"
     if isinstance(other, exp.Boolean):
         truth = bool(other.this) != negated
-        return f"{target} {'true' if truth else 'false'}"
+        flag = _flag_phrase(node.this, truth, scope)
+        return flag if flag is not None else f"{target} {'true' if truth else 'false'}"
     return f"{target} {'not equal to' if negated else 'equal to'} {_value(other, scope)}"
 
 
@@ -1765,6 +1923,11 @@ def _render_select(select: exp.Select, parent: Optional[_Scope]) -> _Parts:
     conditions: list[str] = [source.cond for source in scope.order if source.cond]
     grouped = select.args.get("group") is not None  # 'the number of badges named X' reads wrong
     for conjunct in _filters(select):
+        adjective = _main_flag(conjunct, scope)
+        if adjective is not None:  # 'open businesses', said in every template that names the rows
+            main = scope.main
+            main.singular, main.plural = f"{adjective} {main.singular}", f"{adjective} {main.plural}"
+            continue
         named = None if parts.named or grouped else _named_phrase(conjunct, scope)
         if named is not None:
             parts.named = named
@@ -1776,6 +1939,7 @@ def _render_select(select: exp.Select, parent: Optional[_Scope]) -> _Parts:
     matching.append(_outer_join_matching(select, scope))
     parts.matching = " and ".join(m for m in matching if m)
 
+    scope.counted = _counted_source(select, scope)
     expressions = list(select.expressions)
     if len(expressions) == 1 and select.args.get("group") is None:
         only = _unwrap(expressions[0])
@@ -1844,6 +2008,32 @@ def _render_select(select: exp.Select, parent: Optional[_Scope]) -> _Parts:
     parts.limit, parts.offset = _limit_parts(select, scope)
     parts.distinct = isinstance(select.args.get("distinct"), exp.Distinct)
     return parts
+
+
+def _counted_source(select: exp.Select, scope: _Scope) -> Optional[_Source]:
+    """The joined table whose rows ``COUNT(*)`` counts per group, when the groups are main rows.
+
+    ``employee JOIN customer .. GROUP BY employee.lastname``: each group holds one row per
+    customer, so the count is of customers, not of employees.
+    """
+    group = select.args.get("group")
+    if not isinstance(group, exp.Group) or not select.args.get("joins") or scope.main is None:
+        return None
+    keyed: list[_Source] = []
+    for key in group.expressions:
+        key = _unwrap(key)
+        if not isinstance(key, exp.Column) or not key.table:
+            return None
+        source = scope.resolve(key.table)[0]
+        if source is None:
+            return None
+        keyed.append(source)
+    if not any(source is scope.main for source in keyed):
+        return None
+    for source in reversed(scope.order):
+        if source.how in ("inner", "outer") and not any(source is seen for seen in keyed):
+            return source
+    return None
 
 
 def _join_phrase(parts: _Parts) -> list[str]:
