@@ -70,7 +70,7 @@ class CapPerTemplate(beam.PTransform):
             raise ValueError("limit must be positive")
         self.limit, self.weight_by, self.seed = limit, weight_by, seed
 
-    def expand(self, records) -> CapOutputs:
+    def expand(self, records):  # -> CapOutputs (a return annotation that is no PCollection makes Beam warn)
         limit, weight_by, seed = self.limit, self.weight_by, self.seed
         # (sampling key, id): ids break ties, so the order is total and the choice independent of arrival
         cutoffs = (
