@@ -1,8 +1,9 @@
 """Entry point: ``sqlpairs run [options]`` (also ``python -m pipeline run``).
 
 A user's mistake — a missing input, a bad URL, an unknown value, an unreachable
-database — is reported as one line on stderr with exit status 2, before any
-pipeline starts; never as a traceback.
+database, an output that cannot be written or would overwrite an input — is
+reported as one line on stderr with exit status 2, before any pipeline starts;
+never as a traceback.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import os
 import re
 import sys
+import tempfile
 import time
 from typing import Any, Optional, Sequence
 
@@ -44,12 +46,14 @@ def _options_parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _check_patterns(name: str, value: Optional[str]) -> tuple[str, ...]:
+def _check_patterns(name: str, value: Optional[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The patterns of ``--name`` and the files they match; a pattern that matches nothing is an error."""
     from apache_beam.io.filesystems import FileSystems
 
     from transforms.read import split_patterns
 
     patterns = split_patterns(value)
+    files: list[str] = []
     for pattern in patterns:
         if "://" not in pattern and os.path.isdir(pattern):  # else read as one unreadable "file"
             raise UserError(f"--{name} {pattern!r} is a directory: give a file pattern such as "
@@ -60,7 +64,109 @@ def _check_patterns(name: str, value: Optional[str]) -> tuple[str, ...]:
             raise UserError(f"--{name} {pattern!r}: {error}") from None
         if not matched:
             raise UserError(f"--{name} {pattern!r} matches no file")
-    return tuple(patterns)
+        files.extend(metadata.path for metadata in matched)
+    return tuple(patterns), tuple(files)
+
+
+def _existing_file(path: Optional[str]) -> tuple[str, ...]:
+    """``path`` if it names an existing file, else nothing (the option's own check reports a missing one)."""
+    if not path:
+        return ()
+    from apache_beam.io.filesystems import FileSystems
+
+    try:
+        return tuple(metadata.path for metadata in FileSystems.match([path])[0].metadata_list)
+    except Exception:  # noqa: BLE001 - reported by the option's own check
+        return ()
+
+
+def check_output_writable(prefix: str) -> None:
+    """Refuse an output prefix the job could not write, before anything runs.
+
+    Otherwise the failure is a long traceback from the writer after the whole job ran.
+    A local prefix needs its directory, or the nearest existing directory above it (the
+    run creates the rest), to take a new file: one is created there and removed. Other
+    filesystems (``gs://``...) are only checked to be known to Beam: a real check would
+    cost a request and need credentials the launcher may not have.
+    """
+    if "://" in prefix:
+        from apache_beam.io.filesystems import FileSystems
+
+        try:
+            FileSystems.get_filesystem(prefix)
+        except ValueError as error:
+            raise UserError(f"--output {prefix!r}: {error}") from None
+        return
+    if not os.path.basename(prefix):
+        raise UserError(f"--output {prefix!r} names a directory: give a file prefix inside it, such as "
+                        f"{os.path.join(prefix, 'pairs')!r}")
+    directory = os.path.dirname(os.path.abspath(prefix))
+    while not os.path.lexists(directory):
+        directory = os.path.dirname(directory)
+    if not os.path.isdir(directory):
+        raise UserError(f"--output {prefix!r}: {directory!r} is not a directory")
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".sqlpairs-write-check-", dir=directory)
+        os.close(handle)
+        os.remove(probe)
+    except OSError as error:
+        raise UserError(f"--output {prefix!r}: cannot create files in {directory!r}: "
+                        f"{error.strerror or error}") from None
+
+
+def _local_names(path: str) -> set[str]:
+    """Where a local file is: its path with the directory resolved, and its target if it is a link."""
+    absolute = os.path.abspath(path)
+    return {os.path.join(os.path.realpath(os.path.dirname(absolute)), os.path.basename(absolute)),
+            os.path.realpath(absolute)}
+
+
+def overwritten_input(prefix: str, inputs: Sequence[tuple[str, str]],
+                      kept: Sequence[str] = ()) -> Optional[tuple[str, str]]:
+    """The first ``(option, file)`` of ``inputs`` that a job writing to ``prefix`` would overwrite.
+
+    Every file the job writes is named ``PREFIX-…`` (pairs and dead-letter shards, the
+    report, exports, generated personas and teachings, their temporary files), so an
+    input there may be replaced while it is read. Local paths are compared with links
+    resolved; ``kept`` are output names the job reads instead of writing (a
+    ``--personas_file PREFIX-personas.json`` passed back is not regenerated).
+
+    >>> overwritten_input("gs://b/in/o", [("sql_logs", "gs://b/in/o-00000-of-00001.jsonl")])
+    ('sql_logs', 'gs://b/in/o-00000-of-00001.jsonl')
+    >>> overwritten_input("gs://b/in/o", [("sql_logs", "gs://b/in/other.jsonl"), ("schema", "gs://b/in/o.sql")])
+    """
+    local = "://" not in prefix
+    if local:
+        directory = os.path.realpath(os.path.dirname(os.path.abspath(prefix)))
+        stem = os.path.join(directory, os.path.basename(prefix)) + "-"
+        kept_names = set().union(*(_local_names(name) for name in kept)) if kept else set()
+    else:
+        stem = prefix + "-"
+        kept_names = set(kept)
+    for option, path in inputs:
+        if local != ("://" not in path):
+            continue
+        names = _local_names(path) if local else {path}
+        if any(name.startswith(stem) for name in names) and not names & kept_names:
+            return option, path
+    return None
+
+
+def _check_inputs_not_overwritten(values: argparse.Namespace, inputs: Sequence[tuple[str, str]]) -> None:
+    from transforms.generation import output_paths as generated_paths
+
+    files = list(inputs)
+    kept = []
+    for option, generated in (("personas_file", "personas"), ("teachings", "teachings")):
+        given = _existing_file(getattr(values, option))
+        files.extend((option, path) for path in given)
+        if given:
+            kept.append(generated_paths(values.output)[generated])  # read, so not written
+    clash = overwritten_input(values.output, files, kept)
+    if clash:
+        option, path = clash
+        raise UserError(f"--output {values.output!r} would overwrite the input {path} (--{option}): the job writes "
+                        f"{values.output}-*; choose another prefix")
 
 
 def _check_dialect(name: str, value: Optional[str]) -> Optional[str]:
@@ -85,19 +191,23 @@ def resolve(values: argparse.Namespace):
 
     if not values.output:
         raise UserError("--output PREFIX is required (e.g. --output out/pairs)")
+    check_output_writable(values.output)
     inputs = []
+    read_files: list[tuple[str, str]] = []
     for kind in ("sql_logs", "chat_history", "seed_pairs"):
         if kind == "sql_logs" and (values.sql_logs or "").strip() == "pg_stat_statements":
             inputs.append(("pg_stat_statements", ()))  # the live view: its URL comes from --database below
             continue
-        patterns = _check_patterns(kind, getattr(values, kind))
+        patterns, files = _check_patterns(kind, getattr(values, kind))
+        read_files.extend((kind, path) for path in files)
         if patterns:
             inputs.append((kind, patterns))
     if not inputs and not values.synthesize_from_schema:
         raise UserError("nothing to read: give --sql_logs, --chat_history and/or --seed_pairs "
                         "(or --synthesize_from_schema N with --database)")
     if values.schema:
-        _check_patterns("schema", values.schema)
+        read_files.extend(("schema", path) for path in _check_patterns("schema", values.schema)[1])
+    _check_inputs_not_overwritten(values, read_files)
 
     databases = None
     if values.database:
@@ -129,7 +239,8 @@ def resolve(values: argparse.Namespace):
             raise UserError(f"--filter {values.filter}: {type(error).__name__}: {error}") from None
 
     if validate == "execute":
-        settings = dict(timeout_s=values.timeout_s, max_rows=values.max_rows)
+        settings = dict(timeout_s=values.timeout_s, max_rows=values.max_rows,
+                        max_result_bytes=values.max_result_bytes)
         if values.database_password_env:
             settings["password"] = os.environ[values.database_password_env]
         for url in databases.known_urls():
