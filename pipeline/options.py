@@ -208,7 +208,8 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                "with exponential backoff from --llm_backoff_s.", "LLM retries", default=4, type=_non_negative_int),
     OptionSpec("llm_backoff_s", "First retry delay in seconds; doubles per retry up to 30 s (a server's "
                "Retry-After is honoured).", "LLM retry backoff (s)", default=1.0, type=_positive_float),
-    OptionSpec("llm_timeout_s", "Time limit of one model request in seconds.", "LLM request timeout (s)",
+    OptionSpec("llm_timeout_s", "Time limit of one model request in seconds: connect, send and the whole reply "
+               "(not each network read); a request past it is retried.", "LLM request timeout (s)",
                default=60.0, type=_positive_float),
     OptionSpec("llm_cache", "Directory or gs:// prefix caching model replies by (backend, model, prompt, "
                "parameters, sample): a re-run makes no model calls and writes identical output.", "LLM cache"),
@@ -341,7 +342,8 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                "internal; Chinook: MIT').", "Input licenses"),
     # --- output ------------------------------------------------------------------------
     OptionSpec("output", "Output prefix: PREFIX-00000-of-0000N.jsonl (pairs), "
-               "PREFIX-rejects-00000-of-0000N.jsonl (dead letters) and PREFIX-report.json.",
+               "PREFIX-rejects-00000-of-0000N.jsonl (dead letters) and PREFIX-report.json. Refused before the run "
+               "if a file it would write is one of the inputs, or if it cannot be written.",
                "Output prefix"),
     OptionSpec("num_shards", "Number of output shards for pairs and for dead letters.", "Shards",
                default=1, type=_positive_int),
