@@ -31,13 +31,33 @@ def test_front_matter_follows_hub_conventions():
     assert "license: other" in front  # free-text licenses are no single Hub id
     assert "task_categories:\n- text-generation" in front
     assert "size_categories:\n- 1K<n<10K" in front
-    assert '- config_name: "pairs"\n  data_files:\n  - split: train\n    path: "pairs-?????-of-?????.jsonl"\n  default: true' in front
+    assert ('- config_name: "pairs"\n  data_files:\n  - split: train\n    path: "jsonl/pairs/train-?????-of-?????.jsonl"\n'
+            '  default: true') in front
+
+
+def _configs(front: str) -> list[str]:
+    head = front.split("\ndataset_info:\n", 1)[0]
+    return [line.split('"')[1] for line in head.splitlines() if line.startswith("- config_name:")]
 
 
 def test_every_nonempty_shard_set_is_a_config():
+    configs = _configs(_front_matter(render_card("pairs", REPORT)))
+    assert configs == ["pairs", "sft-chat", "dpo", "pairs-easy", "sft-chat-easy", "dpo-easy", "sft-chat-medium",
+                       "rejects"]
+
+
+def test_a_set_without_rows_is_not_declared():
+    exports = dict(REPORT["exports"], sets={"sft-chat": 1200, "dpo": 0})
+    report = dict(REPORT, exports=exports, accounting=dict(REPORT["accounting"], dead_letters=0))
+    assert _configs(_front_matter(render_card("pairs", report))) == ["pairs", "sft-chat"]
+
+
+def test_every_config_declares_its_features():
     front = _front_matter(render_card("pairs", REPORT))
-    configs = [line.split('"')[1] for line in front.splitlines() if line.startswith("- config_name:")]
-    assert configs == ["pairs", "sft-chat", "dpo", "pairs-easy", "sft-chat-easy", "dpo-easy", "sft-chat-medium"]
+    info = front.split("\ndataset_info:\n", 1)[1]
+    assert [line.split('"')[1] for line in info.splitlines() if line.startswith("- config_name:")] == _configs(front)
+    assert '  - name: "parameters"\n    list:\n    - name: "name"\n      dtype: string' in info
+    assert '  - name: "extra"\n    dtype: json' in info  # JSONL: an object whose keys vary by row
 
 
 def test_the_licenses_are_quoted_as_given_and_limits_are_listed():
@@ -58,7 +78,8 @@ def test_the_card_is_the_same_text_for_the_same_report():
 
 
 def test_a_readme_we_did_not_write_is_never_overwritten(tmp_path):
-    theirs = tmp_path / "README.md"
+    (tmp_path / "pairs-dataset").mkdir()
+    theirs = tmp_path / "pairs-dataset" / "README.md"
     theirs.write_text("# My project\n")
     path = write_dataset_card(str(tmp_path / "pairs"), REPORT)
     assert theirs.read_text() == "# My project\n"
@@ -69,5 +90,5 @@ def test_our_own_readme_is_replaced(tmp_path):
     first = write_dataset_card(str(tmp_path / "pairs"), REPORT)
     second = write_dataset_card(str(tmp_path / "pairs"), dict(REPORT, accounting=dict(REPORT["accounting"],
                                                                                         pairs_written=7)))
-    assert first == second == str(tmp_path / "README.md")
-    assert "7 pairs written" in (tmp_path / "README.md").read_text()
+    assert first == second == str(tmp_path / "pairs-dataset" / "README.md")
+    assert "7 pairs written" in (tmp_path / "pairs-dataset" / "README.md").read_text()

@@ -63,22 +63,22 @@ def exported(tmp_path_factory, seed_file):
     return _run(seed_file, tmp_path_factory.mktemp("first"), *EXPORT_OPTIONS)
 
 
-def _jsonl(directory: pathlib.Path, set_prefix: str) -> list[dict]:
+def _jsonl(directory: pathlib.Path, set_name: str) -> list[dict]:
     rows = []
-    for path in sorted(directory.glob(f"{set_prefix}-?????-of-00002.jsonl")):
+    for path in sorted((directory / "pairs-dataset" / "jsonl" / set_name).glob("train-?????-of-00002.jsonl")):
         rows += [json.loads(line) for line in path.read_text().splitlines()]
     return rows
 
 
-def _parquet(directory: pathlib.Path, set_prefix: str) -> list[dict]:
+def _parquet(directory: pathlib.Path, set_name: str) -> list[dict]:
     rows = []
-    for path in sorted(directory.glob(f"{set_prefix}-?????-of-00002.parquet")):
+    for path in sorted((directory / "pairs-dataset" / "parquet" / set_name).glob("train-?????-of-00002.parquet")):
         rows += pq.read_table(path).to_pylist()
     return rows
 
 
 def test_sft_chat_rows_hold_the_referenced_tables_ddl_the_question_and_the_sql(exported):
-    rows = {row["messages"][1]["content"]: row for row in _jsonl(exported, "pairs-sft-chat")}
+    rows = {row["messages"][1]["content"]: row for row in _jsonl(exported, "sft-chat")}
     assert len(rows) == len(SEEDS)
     albums = rows["List the titles of albums by AC/DC."]["messages"]
     assert [m["role"] for m in albums] == ["system", "user", "assistant"]
@@ -92,7 +92,7 @@ def test_sft_chat_rows_hold_the_referenced_tables_ddl_the_question_and_the_sql(e
 
 
 def test_prompt_completion_keeps_the_sql_out_of_the_prompt(exported):
-    rows = _jsonl(exported, "pairs-prompt-completion")
+    rows = _jsonl(exported, "prompt-completion")
     assert len(rows) == len(SEEDS)
     for row in rows:
         assert set(row) == {"id", "prompt", "completion", "meta"}
@@ -102,7 +102,7 @@ def test_prompt_completion_keeps_the_sql_out_of_the_prompt(exported):
 
 
 def test_stage_by_difficulty_splits_every_format_into_one_set_per_level(exported):
-    for fmt_prefix in ("pairs", "pairs-sft-chat", "pairs-prompt-completion"):
+    for fmt_prefix in ("pairs", "sft-chat", "prompt-completion"):
         full = _jsonl(exported, fmt_prefix)
         staged = {level: _jsonl(exported, f"{fmt_prefix}-{level}") for level in LEVELS}
         assert {level: len(rows) for level, rows in staged.items()} == {"easy": 2, "medium": 1, "hard": 1, "extra": 1}
@@ -113,14 +113,14 @@ def test_stage_by_difficulty_splits_every_format_into_one_set_per_level(exported
 
 
 def test_parquet_copies_hold_the_same_rows_as_the_jsonl(exported):
-    for fmt_prefix in ("pairs-sft-chat", "pairs-prompt-completion", "pairs-sft-chat-easy"):
+    for fmt_prefix in ("sft-chat", "prompt-completion", "sft-chat-easy"):
         assert sorted(_parquet(exported, fmt_prefix), key=lambda r: r["id"]) == sorted(
             _jsonl(exported, fmt_prefix), key=lambda r: r["id"])
     pairs_jsonl = {r["id"]: r for r in _jsonl(exported, "pairs")}
     pairs_parquet = {r["id"]: r for r in _parquet(exported, "pairs")}
     assert set(pairs_parquet) == set(pairs_jsonl)
     for rid, row in pairs_parquet.items():
-        row["extra"] = dict(row["extra"])  # Arrow maps come back as (key, value) lists
+        row["extra"] = json.loads(row["extra"])  # JSON text in Parquet: a map has no datasets or pandas type
         assert row == pairs_jsonl[rid]
 
 
@@ -133,9 +133,15 @@ def test_the_training_report_counts_every_set(exported):
 
 def test_a_rerun_writes_identical_bytes(exported, seed_file, tmp_path):
     again = _run(seed_file, tmp_path, *EXPORT_OPTIONS)
-    names = sorted(p.name for p in exported.iterdir() if p.suffix in (".jsonl", ".parquet"))
-    assert names == sorted(p.name for p in again.iterdir() if p.suffix in (".jsonl", ".parquet"))
-    assert len(names) == 3 * (1 + len(LEVELS)) * 2 * 2 + 2  # 3 formats x 5 sets x 2 shards x 2 copies, + rejects
+
+    def files(root: pathlib.Path) -> list[str]:
+        return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.suffix in (".jsonl", ".parquet"))
+
+    names = files(exported)
+    assert names == files(again)
+    # pairs + rejects (2 shards each), and in the dataset folder: 3 formats x 5 sets x 2 shards x 2 copies
+    # and the rejects set (2 shards x 2 copies)
+    assert len(names) == 2 * 2 + 3 * (1 + len(LEVELS)) * 2 * 2 + 2 * 2
     for name in names:
         assert (exported / name).read_bytes() == (again / name).read_bytes(), name
 
@@ -155,11 +161,13 @@ def test_dpo_rows_get_parquet_copies_and_staged_sets(tmp_path):
         dpo = pipeline | "Dpo" >> beam.Create(rows)
         pairs = pipeline | "Pairs" >> beam.Create([], reshuffle=False).with_output_types(Record)
         {"pairs": pairs, "dpo": dpo} | WriteExports(settings)
-    assert not (tmp_path / "p-dpo-00000-of-00001.jsonl").exists()  # the full JSONL set is the preference stage's
-    assert pq.read_table(tmp_path / "p-dpo-00000-of-00001.parquet").to_pylist() == rows
-    hard = [json.loads(line) for line in (tmp_path / "p-dpo-hard-00000-of-00001.jsonl").read_text().splitlines()]
+    dataset = tmp_path / "p-dataset"
+    assert not (dataset / "jsonl" / "dpo").exists()  # the full JSONL set is the preference stage's
+    assert pq.read_table(dataset / "parquet" / "dpo" / "train-00000-of-00001.parquet").to_pylist() == rows
+    hard_jsonl = dataset / "jsonl" / "dpo-hard" / "train-00000-of-00001.jsonl"
+    hard = [json.loads(line) for line in hard_jsonl.read_text().splitlines()]
     assert [r["id"] for r in hard] == ["d02", "d06"]
-    assert pq.read_table(tmp_path / "p-dpo-hard-00000-of-00001.parquet").to_pylist() == hard
+    assert pq.read_table(dataset / "parquet" / "dpo-hard" / "train-00000-of-00001.parquet").to_pylist() == hard
 
 
 def test_every_record_field_has_a_parquet_type():
@@ -216,7 +224,7 @@ def test_schema_ddl_files_are_enough_for_sft_chat(tmp_path):
     output = tmp_path / "o" / "p"
     assert main(["run", "--seed_pairs", str(seeds), "--schema", str(ddl), "--output", str(output),
                  "--format", "sft-chat"]) == 0
-    row = json.loads((tmp_path / "o" / "p-sft-chat-00000-of-00001.jsonl").read_text())
+    row = json.loads((tmp_path / "o" / "p-dataset" / "jsonl" / "sft-chat" / "train-00000-of-00001.jsonl").read_text())
     assert row["messages"][0]["content"].endswith("CREATE TABLE genre (\n  genre_id INT PRIMARY KEY,\n  name TEXT\n);")
 
 

@@ -267,7 +267,8 @@ def _run_job(tmp_path, server, *extra):
 
 def test_the_job_writes_dpo_pairs_samples_and_a_report_with_the_label_mix(tmp_path, weak_model):
     output = _run_job(tmp_path, weak_model, "--dpo_neg_limit", "0", "--dpo_keep_gold")
-    dpo = (tmp_path / "out" / "pairs-dpo-00000-of-00001.jsonl").read_text().splitlines()
+    dataset = tmp_path / "out" / "pairs-dataset"
+    dpo = (dataset / "jsonl" / "dpo" / "train-00000-of-00001.jsonl").read_text().splitlines()
     assert len(dpo) == 2 + 2 + 3  # KNOB_CASES: limit 0 + keep_gold
     assert all(set(json.loads(line)) == {"id", "prompt", "chosen", "rejected", "meta"} for line in dpo)
     samples = (tmp_path / "out" / "pairs-dpo-samples-00000-of-00001.jsonl").read_text().splitlines()
@@ -281,7 +282,7 @@ def test_the_job_writes_dpo_pairs_samples_and_a_report_with_the_label_mix(tmp_pa
     # samples are created records, outside the pairs' accounting
     assert report["ok"] and report["accounting"]["records_read"] == len(CANNED)
     assert report["llm"]["stages"]["weak_sql"]["requests"] >= len(CANNED) * SAMPLES
-    assert (tmp_path / "out" / "pairs-report.html").exists() and (tmp_path / "out" / "README.md").exists()
+    assert (tmp_path / "out" / "pairs-report.html").exists() and (dataset / "README.md").exists()
     assert output.name == "pairs"
 
 

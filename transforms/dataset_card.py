@@ -1,23 +1,31 @@
-"""A Hugging Face dataset card (``README.md``) beside the shards: what the data is and is not.
+"""A Hugging Face dataset card (``PREFIX-dataset/README.md``): what the data is and is not.
 
 The card follows the Hub's conventions: YAML front matter (``license``, ``task_categories``,
-``size_categories``, ``tags``, and ``configs`` whose ``data_files`` patterns name every shard
-set, so ``datasets.load_dataset(dir, "sft-chat")`` works), then prose: sources, counts,
-the options that differ from the defaults, the inputs' licenses exactly as the user gave
-them (``--input_licenses``; we cannot know them), and known limits.
+``size_categories``, ``tags``, ``configs`` whose ``data_files`` patterns name every shard set
+that has rows, and ``dataset_info`` with every config's ``features``), then prose: sources,
+counts, the options that differ from the defaults, the inputs' licenses exactly as the user
+gave them (``--input_licenses``; we cannot know them), and known limits.
+
+It goes in the dataset folder (``transforms.exports.dataset_dir``), which holds nothing but
+the card and one folder per set, so ``datasets.load_dataset("PREFIX-dataset", "sft-chat")``
+loads any declared config and the folder uploads to the Hub as it is. Declared features make
+loading independent of what each shard happens to hold: without them ``datasets`` infers
+types from the first file, and a shard where ``parameters`` is always ``[]`` or ``parent_id``
+always null gets a null type the next shard cannot be cast to. A set without rows is never a
+config (loading it would raise).
 
 It is written after a local run from the finished report. A ``README.md`` already in the
-output directory that this module did not write is never overwritten: the card then goes
-to ``PREFIX-README.md``.
+dataset folder that this module did not write is never overwritten: the card then goes to
+``PREFIX-README.md``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import posixpath
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, NamedTuple, Optional, Sequence
+
+import pyarrow as pa
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -38,8 +46,15 @@ _FORMAT_FIELDS = {
                 "(whitespace-normalized SQL); `meta`",
     "prompt-completion": "`prompt` (task, DDL, question, ending in `### SQL`) and `completion` (the SQL) kept apart, "
                          "for completion-only loss without packing; `meta`",
+    "prompt-completion-chat": "TRL's conversational prompt/completion: `prompt` (the system and user messages of "
+                              "`sft-chat`), `completion` (the assistant message: the SQL); `meta`",
     "dpo": "`prompt`, `chosen` (a correct SQL), `rejected` (an incorrect weak-model SQL), `meta` (`neg_kind`, "
            "`sample_index`, `chosen_source`, `db_id`, `difficulty`, ...)",
+    "dpo-chat": "TRL's conversational preference format: `prompt` (the system and user messages of `sft-chat` for "
+                "the same pair), `chosen` and `rejected` (one assistant message each); `meta` as in `dpo`",
+    "rejects": "the dead letters: `stage`, `reason`, `detail`, `origin`, and `record` (the rejected record as "
+               "JSON text, `\"null\"` for input that never became a record; all values are strings, so "
+               "`load_dataset(\"json\", data_files=...)` reads any mix of shards)",
 }
 
 
@@ -72,37 +87,101 @@ def _yaml(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def shard_glob(set_prefix: str, extension: str) -> str:
+def shard_glob(folder: str, extension: str) -> str:
     """The pattern of one shard set's files, relative to the card.
 
-    >>> shard_glob("pairs-sft-chat", ".jsonl")
-    'pairs-sft-chat-?????-of-?????.jsonl'
+    >>> shard_glob("jsonl/sft-chat", ".jsonl")
+    'jsonl/sft-chat/train-?????-of-?????.jsonl'
     """
-    return f"{set_prefix}-?????-of-?????{extension}"
+    return f"{folder}/train-?????-of-?????{extension}"
 
 
-def config_sets(base: str, report: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """``(config name, data_files pattern)`` for every shard set the run wrote, full sets first.
+class ConfigSet(NamedTuple):
+    """One config of the card: its name, its files' pattern, and the features declared for it."""
 
-    >>> config_sets("p", {"exports": {"formats": ["pairs", "sft-chat"], "stage_by": "difficulty",
-    ...                               "sets": {"sft-chat-easy": 3}}})
-    [('pairs', 'p-?????-of-?????.jsonl'), ('sft-chat', 'p-sft-chat-?????-of-?????.jsonl'), ('sft-chat-easy', 'p-sft-chat-easy-?????-of-?????.jsonl')]
+    name: str
+    pattern: str
+    schema: pa.Schema
+    json_fields: tuple[str, ...] = ()
+
+
+def _rows(name: str, report: Mapping[str, Any]) -> int:
+    """Rows of a set as the run counted them (``pairs`` and ``rejects`` from the accounting)."""
+    accounting = report.get("accounting") or {}
+    if name == "pairs":
+        return int(accounting.get("pairs_written") or 0)
+    if name == "rejects":
+        return int(accounting.get("dead_letters") or 0)
+    return int(((report.get("exports") or {}).get("sets") or {}).get(name) or 0)
+
+
+def config_sets(report: Mapping[str, Any]) -> list[ConfigSet]:
+    """Every set the run wrote that has rows, full sets first, the dead letters last.
+
+    >>> [(c.name, c.pattern) for c in config_sets({"accounting": {"pairs_written": 5, "dead_letters": 0},
+    ...     "exports": {"formats": ["pairs", "sft-chat", "dpo"], "stage_by": "difficulty",
+    ...                 "sets": {"sft-chat": 5, "dpo": 0, "sft-chat-easy": 3}}})]
+    [('pairs', 'jsonl/pairs/train-?????-of-?????.jsonl'), ('sft-chat', 'jsonl/sft-chat/train-?????-of-?????.jsonl'), ('sft-chat-easy', 'jsonl/sft-chat-easy/train-?????-of-?????.jsonl')]
     """
-    from transforms.exports import DIFFICULTY_STAGES, set_name, set_prefix
+    from transforms.exports import DIFFICULTY_STAGES, JSONL, PARQUET_KIND, REJECTS, card_schema, set_folder, set_name
 
     exports = report.get("exports") or {}
     formats = list(exports.get("formats") or ["pairs"])
-    extension = ".parquet" if exports.get("parquet") else ".jsonl"
+    kind = PARQUET_KIND if exports.get("parquet") else JSONL
     stages = list(DIFFICULTY_STAGES) if exports.get("stage_by") else []
-    rows = exports.get("sets") or {}
     sets = []
     for stage in [None, *stages]:
         for fmt in formats:
             name = set_name(fmt, stage)
-            if stage is not None and not rows.get(name):
-                continue  # an empty staged set is no config: the Hub cannot load a config without rows
-            sets.append((name, shard_glob(set_prefix(base, fmt, stage), extension)))
+            if _rows(name, report) <= 0:
+                continue  # a set without rows is no config: loading it would raise
+            schema, json_fields = card_schema(fmt, kind)
+            sets.append(ConfigSet(name, shard_glob(set_folder(fmt, stage, kind), f".{kind}"), schema, json_fields))
+    if _rows(REJECTS, report) > 0:
+        schema, json_fields = card_schema(REJECTS, kind)
+        sets.append(ConfigSet(REJECTS, shard_glob(set_folder(REJECTS, kind=kind), f".{kind}"), schema, json_fields))
     return sets
+
+
+_DTYPES = {pa.string(): "string", pa.int64(): "int64", pa.bool_(): "bool", pa.float64(): "float64"}
+
+
+def feature_lines(schema: Sequence[pa.Field], json_fields: Sequence[str] = (), indent: str = "") -> list[str]:
+    """``dataset_info.features`` in the YAML the Hub and ``datasets`` read (as ``Features._to_yaml_list``
+    writes it); ``json_fields`` are declared ``dtype: json``.
+
+    >>> print("\\n".join(feature_lines(pa.schema([("id", pa.string()), ("tags", pa.list_(pa.string())),
+    ...     ("m", pa.struct([("n", pa.int64())])), ("x", pa.string())]), json_fields=("x",))))
+    - name: "id"
+      dtype: string
+    - name: "tags"
+      list: string
+    - name: "m"
+      struct:
+      - name: "n"
+        dtype: int64
+    - name: "x"
+      dtype: json
+    """
+    lines = []
+    for field in schema:
+        lines.append(f"{indent}- name: {_yaml(field.name)}")
+        lines += _type_lines("dtype", field.type, field.name in json_fields, indent + "  ")
+    return lines
+
+
+def _type_lines(key: str, arrow: pa.DataType, as_json: bool, indent: str) -> list[str]:
+    if as_json:
+        return [f"{indent}{key}: json"]
+    if pa.types.is_struct(arrow):
+        return [f"{indent}{'struct' if key == 'dtype' else key}:"] + feature_lines(
+            [arrow.field(i) for i in range(arrow.num_fields)], (), indent)
+    if pa.types.is_list(arrow):
+        item = arrow.value_type
+        if pa.types.is_struct(item):
+            return [f"{indent}list:"] + feature_lines([item.field(i) for i in range(item.num_fields)], (), indent)
+        return [f"{indent}list: {_DTYPES[item]}"]
+    return [f"{indent}{key}: {_DTYPES[arrow]}"]
 
 
 def _front_matter(base: str, report: Mapping[str, Any]) -> str:
@@ -118,11 +197,20 @@ def _front_matter(base: str, report: Mapping[str, Any]) -> str:
     lines += ["language:", "- en", "task_categories:", "- text-generation", "- table-question-answering",
               "tags:"] + [f"- {_yaml(tag)}" for tag in tags]
     lines += ["size_categories:", f"- {size_category(int(accounting.get('pairs_written') or 0))}",
-              f"pretty_name: {_yaml(f'{base} (text-to-SQL pairs)')}", "configs:"]
-    for index, (name, pattern) in enumerate(config_sets(base, report)):
-        lines += [f"- config_name: {_yaml(name)}", "  data_files:", "  - split: train", f"    path: {_yaml(pattern)}"]
+              f"pretty_name: {_yaml(f'{base} (text-to-SQL pairs)')}"]
+    sets = config_sets(report)
+    if sets:
+        lines.append("configs:")
+    for index, config in enumerate(sets):
+        lines += [f"- config_name: {_yaml(config.name)}", "  data_files:", "  - split: train",
+                  f"    path: {_yaml(config.pattern)}"]
         if index == 0:
             lines.append("  default: true")
+    if sets:
+        lines.append("dataset_info:")
+    for config in sets:
+        lines += [f"- config_name: {_yaml(config.name)}", "  features:"]
+        lines += feature_lines(config.schema, config.json_fields, "  ")
     lines.append("---")
     return "\n".join(lines)
 
@@ -236,8 +324,11 @@ def render_card(base: str, report: Mapping[str, Any]) -> str:
     options = report.get("options") or {}
     exports = report.get("exports") or {}
     formats = list(exports.get("formats") or ["pairs"])
-    structure = [f"- `{name}`: `{pattern}`" for name, pattern in config_sets(base, report)]
-    fields = [f"- **{fmt}**: {_FORMAT_FIELDS[fmt]}." for fmt in formats if fmt in _FORMAT_FIELDS]
+    sets = config_sets(report)
+    structure = [f"- `{config.name}`: `{config.pattern}`" for config in sets]
+    declared = {config.name for config in sets}
+    fields = [f"- **{fmt}**: {_FORMAT_FIELDS[fmt]}." for fmt in [*formats, "rejects"]
+              if fmt in _FORMAT_FIELDS and fmt in declared]
     licences = options.get("input_licenses")
     licence_text = (f"The inputs' licenses, as given when the data was built: {licences}. This dataset is derived "
                     "from those inputs; its use is bound by them." if licences else
@@ -245,7 +336,17 @@ def render_card(base: str, report: Mapping[str, Any]) -> str:
                     "chats, seed pairs and databases this was built from before sharing it.")
     staged = ("\n\nShard sets per difficulty level (`easy` → `extra`) are there for staged training from simple "
               "to complex." if exports.get("stage_by") else "")
-    load = f'```python\nfrom datasets import load_dataset\n\ndata = load_dataset("path/to/this/directory", "{formats[-1]}")\n```'
+    example = next((c for c in reversed(sets) if c.name in formats), sets[0] if sets else None)
+    layout = ("Each set is a folder of shards (`jsonl/<set>/`, and `parquet/<set>/` for Parquet copies) holding "
+              "nothing else, so any reader takes a folder as it is. The features of every config are declared "
+              "above. In the `pairs` set, `extra` (a map whose keys vary by row) is a JSON object in JSONL and its "
+              "JSON text in Parquet.")
+    load = ("```python\nfrom datasets import load_dataset\n\n"
+            f'data = load_dataset("path/to/this/folder", "{example.name if example else "pairs"}")\n'
+            + (f'\nimport pyarrow.dataset\n\ntable = pyarrow.dataset.dataset("path/to/this/folder/'
+               f'{example.pattern.rsplit("/", 1)[0]}", format="parquet").to_table()\n'
+               if example is not None and example.pattern.endswith(".parquet") else "")
+            + "```")
     sections = [
         _front_matter(base, report),
         MARKER,
@@ -254,7 +355,7 @@ def render_card(base: str, report: Mapping[str, Any]) -> str:
         "logs, chats and seed pairs, normalized, classified, validated and deduplicated."
         + (" With preference pairs from a weak model's execution-checked mistakes (SENSE-style)."
            if report.get("preference") else ""),
-        "## Dataset structure", "\n".join(structure) + staged, "\n".join(fields), load,
+        "## Dataset structure", "\n".join(structure) + staged, layout, "\n".join(fields), load,
         "## Sources", _sources(options, report),
         "## Counts", _counts(report),
         "## Options used", "Options that differ from the defaults:\n\n" + _table(("option", "value"),
@@ -266,11 +367,12 @@ def render_card(base: str, report: Mapping[str, Any]) -> str:
 
 
 def card_path(prefix: str) -> str:
-    """``README.md`` in the output directory, unless one is there that we did not write."""
+    """``README.md`` in the dataset folder, unless one is there that we did not write."""
     from apache_beam.io.filesystems import FileSystems
 
-    directory = posixpath.dirname(prefix) if "://" in prefix else os.path.dirname(prefix)
-    readme = FileSystems.join(directory, "README.md") if directory else "README.md"
+    from transforms.exports import dataset_dir
+
+    readme = f"{dataset_dir(prefix)}/README.md"
     if not FileSystems.exists(readme):
         return readme
     try:
@@ -280,12 +382,13 @@ def card_path(prefix: str) -> str:
         head = ""
     if MARKER in head:
         return readme
-    _LOGGER.warning("%s exists and was not written by sqlpairs: the dataset card goes to %s-README.md", readme, prefix)
+    _LOGGER.warning("%s exists and was not written by sqlpairs: the dataset card goes to %s-README.md (move it "
+                    "there to load the sets by config name)", readme, prefix)
     return f"{prefix}-README.md"
 
 
 def write_dataset_card(prefix: str, report: Mapping[str, Any]) -> str:
-    """Write the card for the shards under ``prefix``; returns where it went."""
+    """Write the card of the dataset folder of ``prefix``; returns where it went."""
     from transforms.write import write_text_file
 
     base = prefix.rstrip("/").rsplit("/", 1)[-1]

@@ -9,18 +9,37 @@ Formats (``--format``, several at once, comma-separated):
 * ``prompt-completion`` — ``{"id", "prompt", "completion", "meta"}``: the same example with the
   prompt and the SQL kept apart, so a trainer computes the loss on the completion only and
   never packs two examples into one sequence (SQLCoder 2 found both mattered);
+* ``prompt-completion-chat`` — ``{"id", "prompt": [system, user], "completion": [assistant],
+  "meta"}``: TRL's conversational prompt/completion, the ``sft-chat`` messages split where the
+  loss starts (so a chat template applies, and the loss is on the SQL only);
 * ``dpo`` — ``{"id", "prompt", "chosen", "rejected", "meta"}`` from ``transforms.preference``;
+* ``dpo-chat`` — ``{"id", "prompt": [system, user], "chosen": [assistant], "rejected":
+  [assistant], "meta"}``: TRL's conversational preference format; its system and user messages
+  are the ``sft-chat`` messages of the same pair (built from the same ``TrainingExample``);
 * ``parquet`` — a Parquet copy (pyarrow, explicit schema) beside every JSONL set listed.
 
 Every SQL in a training row is whitespace-normalized (``normalize_whitespace``): SQLCoder 2
 measured that arbitrary indentation can cost half the completion tokens, and a DPO pair whose
 chosen and rejected differ in layout teaches layout.
 
-``--stage_by difficulty`` adds one shard set per Spider level (``PREFIX-easy-…``,
-``PREFIX-sft-chat-hard-…``) for staged training from simple to complex; the full sets stay.
+``--stage_by difficulty`` adds one shard set per Spider level (``pairs-easy``,
+``sft-chat-hard``) for staged training from simple to complex; the full sets stay.
+
+Where the sets go: ``PREFIX-dataset/`` is a self-contained Hugging Face dataset folder (the
+card, ``README.md``, is written there after the run): ``jsonl/<set>/train-NNNNN-of-NNNNN.jsonl``
+and, with ``parquet``, ``parquet/<set>/train-NNNNN-of-NNNNN.parquet`` — one folder per set and
+per file type, nothing else in it, so ``pyarrow.dataset`` and ``datasets.load_dataset`` read a
+set's folder directly, and the folder uploads to the Hub as it is. The pairs and dead letters
+keep their ``PREFIX-…`` names; the pairs are written a second time, identical, as the ``pairs``
+set, and the dead letters as the ``rejects`` set with each ``record`` as JSON text
+(``WriteRejectsSet``).
 
 All sets are sharded and byte-identical across runs: JSONL through ``WriteJsonShards``,
-Parquet through ``WriteParquetShards`` below (same shard choice, rows sorted).
+Parquet through ``WriteParquetShards`` below (same shard choice, rows sorted). Values are
+schema-stable: Parquet files carry the explicit schemas below (``extra``, a map whose keys
+vary from row to row, is its JSON text, a string every reader has a type for), and the card
+declares every set's features (``card_schema``) so a shard where a column is all null or all
+``[]`` is read with the same types as the others.
 """
 
 from __future__ import annotations
@@ -43,8 +62,16 @@ from transforms.write import SPILL_CHARS, ExternalSorter, created_atomically, sh
 _LOGGER = logging.getLogger(__name__)
 
 #: Training formats ``--format`` accepts, plus the ``parquet`` modifier.
-FORMATS = ("pairs", "sft-chat", "prompt-completion", "dpo")
+FORMATS = ("pairs", "sft-chat", "prompt-completion", "prompt-completion-chat", "dpo", "dpo-chat")
 PARQUET = "parquet"
+#: Formats rendered from a pair's ``TrainingExample`` (they need the tables' DDL).
+EXAMPLE_FORMATS = ("sft-chat", "prompt-completion", "prompt-completion-chat")
+#: Formats made from the weak model's DPO pairs (they need ``--preference``).
+PREFERENCE_FORMATS = ("dpo", "dpo-chat")
+#: The dead letters' set in the dataset folder (a copy of ``PREFIX-rejects-…``).
+REJECTS = "rejects"
+#: File types of the dataset folder: ``PREFIX-dataset/<kind>/<set>/train-NNNNN-of-NNNNN.<kind>``.
+JSONL, PARQUET_KIND = "jsonl", "parquet"
 #: What ``--stage_by`` can split by, and the stages of each, easiest first.
 STAGE_BY = ("difficulty",)
 DIFFICULTY_STAGES = ("easy", "medium", "hard", "extra")
@@ -282,6 +309,43 @@ def prompt_completion_row(example: TrainingExample) -> dict[str, Any]:
     return {"id": example.id, "prompt": example.prompt, "completion": example.completion, "meta": dict(example.meta)}
 
 
+def chat_prompt(example: TrainingExample) -> list[dict[str, str]]:
+    """The ``[system, user]`` messages of ``example``: ``sft-chat``'s first two, exactly."""
+    return sft_chat_row(example)["messages"][:2]
+
+
+def assistant(content: str) -> list[dict[str, str]]:
+    """One assistant turn, as TRL's conversational formats hold a completion."""
+    return [{"role": "assistant", "content": content}]
+
+
+def prompt_completion_chat_row(example: TrainingExample) -> dict[str, Any]:
+    """``{"id", "prompt": [system, user], "completion": [assistant], "meta"}`` (TRL's conversational
+    prompt/completion): ``sft-chat``'s messages, split where the loss starts.
+
+    >>> example = TrainingExample("r1", "SYS", "Q?", "P", "SELECT 1", {})
+    >>> row = prompt_completion_chat_row(example)
+    >>> row["prompt"] + row["completion"] == sft_chat_row(example)["messages"]
+    True
+    """
+    return {"id": example.id, "prompt": chat_prompt(example), "completion": assistant(example.completion),
+            "meta": dict(example.meta)}
+
+
+def dpo_chat_row(example: TrainingExample, dpo: Mapping[str, Any]) -> dict[str, Any]:
+    """A DPO pair in TRL's conversational preference format, its prompt the pair's ``sft-chat``
+    system and user messages.
+
+    >>> example = TrainingExample("r1", "SYS", "Q?", "P", "SELECT 1", {})
+    >>> row = dpo_chat_row(example, {"id": "d1", "prompt": "P", "chosen": "SELECT 1", "rejected": "SELECT 2",
+    ...                              "meta": {"record_id": "r1"}})
+    >>> [m["role"] for m in row["prompt"]], row["chosen"], row["rejected"][0]["content"]
+    (['system', 'user'], [{'role': 'assistant', 'content': 'SELECT 1'}], 'SELECT 2')
+    """
+    return {"id": dpo["id"], "prompt": chat_prompt(example), "chosen": assistant(dpo["chosen"]),
+            "rejected": assistant(dpo["rejected"]), "meta": dict(dpo["meta"])}
+
+
 def row_line(row: Mapping[str, Any]) -> str:
     """One JSONL line (key order as built, UTF-8 kept)."""
     return json.dumps(row, ensure_ascii=False, separators=(", ", ": "))
@@ -295,19 +359,36 @@ def stage_of(row_meta: Mapping[str, Any], stage_by: str) -> Optional[str]:
     raise ValueError(f"unknown --stage_by {stage_by!r}")
 
 
-def set_prefix(output: str, fmt: str, stage: Optional[str] = None) -> str:
-    """Where one shard set goes: ``PREFIX[-format][-stage]`` (``pairs`` has no format infix).
-
-    >>> set_prefix("out/p", "pairs"), set_prefix("out/p", "pairs", "easy"), set_prefix("out/p", "sft-chat", "hard")
-    ('out/p', 'out/p-easy', 'out/p-sft-chat-hard')
-    """
-    prefix = output if fmt == "pairs" else f"{output}-{fmt}"
-    return f"{prefix}-{stage}" if stage else prefix
-
-
 def set_name(fmt: str, stage: Optional[str] = None) -> str:
-    """The name of a shard set in the reports and the dataset card (``sft-chat-easy``)."""
+    """The name of a shard set in the reports and the dataset card (``sft-chat-easy``), and its folder."""
     return f"{fmt}-{stage}" if stage else fmt
+
+
+def dataset_dir(output: str) -> str:
+    """The Hugging Face dataset folder of an output prefix: the card and one folder per set.
+
+    >>> dataset_dir("out/p"), dataset_dir("gs://b/runs/p")
+    ('out/p-dataset', 'gs://b/runs/p-dataset')
+    """
+    return f"{output}-dataset"
+
+
+def set_folder(fmt: str, stage: Optional[str] = None, kind: str = JSONL) -> str:
+    """A set's folder relative to the dataset folder: ``<kind>/<set name>``.
+
+    >>> set_folder("sft-chat", "hard"), set_folder("pairs", kind="parquet")
+    ('jsonl/sft-chat-hard', 'parquet/pairs')
+    """
+    return f"{kind}/{set_name(fmt, stage)}"
+
+
+def set_prefix(output: str, fmt: str, stage: Optional[str] = None, kind: str = JSONL) -> str:
+    """Where one shard set's files go (``shard_name`` adds ``-NNNNN-of-NNNNN.<kind>``).
+
+    >>> set_prefix("out/p", "pairs"), set_prefix("out/p", "sft-chat", "hard", "parquet")
+    ('out/p-dataset/jsonl/pairs/train', 'out/p-dataset/parquet/sft-chat-hard/train')
+    """
+    return f"{dataset_dir(output)}/{set_folder(fmt, stage, kind)}/train"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -337,21 +418,106 @@ PAIR_FIELD_TYPES: Mapping[str, pa.DataType] = {
     "parameters": pa.list_(pa.struct([("name", pa.string()), ("position", pa.int64()), ("type", pa.string()),
                                       ("default", pa.string()), ("value", pa.string())])),
     "parent_id": pa.string(), "evolution": pa.string(), "persona": pa.string(),
-    "extra": pa.map_(pa.string(), pa.string()),
+    "extra": pa.string(),  # JSON text of the map: its keys vary by row, and a map has no datasets/pandas type
 }
+_CHAT = pa.list_(_MESSAGE)
 SCHEMAS: Mapping[str, pa.Schema] = {
     "pairs": pa.schema([(name, PAIR_FIELD_TYPES[name]) for name in Record._fields if name in PAIR_FIELD_TYPES]),
     "sft-chat": pa.schema([("id", pa.string()), ("messages", pa.list_(_MESSAGE)), ("meta", _EXAMPLE_META)]),
     "prompt-completion": pa.schema([("id", pa.string()), ("prompt", pa.string()), ("completion", pa.string()),
                                     ("meta", _EXAMPLE_META)]),
+    "prompt-completion-chat": pa.schema([("id", pa.string()), ("prompt", _CHAT), ("completion", _CHAT),
+                                         ("meta", _EXAMPLE_META)]),
+    "dpo-chat": pa.schema([("id", pa.string()), ("prompt", _CHAT), ("chosen", _CHAT), ("rejected", _CHAT),
+                           ("meta", DPO_META)]),
     "dpo": pa.schema([("id", pa.string()), ("prompt", pa.string()), ("chosen", pa.string()),
                       ("rejected", pa.string()), ("meta", DPO_META)]),
 }
 
 
+#: Dead letters as the dataset's ``rejects`` set holds them (``dead_letter_row``): strings only,
+#: ``record`` the rejected record's JSON text, so shards whose records differ in which fields are
+#: null, or which hold no record at all, still read with one type in any reader.
+DEAD_LETTER_SCHEMA = pa.schema([("stage", pa.string()), ("reason", pa.string()), ("detail", pa.string()),
+                                ("origin", pa.string()), ("record", pa.string())])
+
+
+def extra_text(extra: Mapping[str, str]) -> str:
+    """``extra`` as the Parquet ``pairs`` set holds it: JSON text, keys sorted (deterministic).
+
+    >>> extra_text({"b": "2", "a": "x"}), extra_text({})
+    ('{"a": "x", "b": "2"}', '{}')
+    """
+    return json.dumps(dict(sorted(extra.items())), ensure_ascii=False, separators=(", ", ": "))
+
+
 def pair_row(record: Record) -> dict[str, Any]:
-    """A pair as a Parquet row of the ``pairs`` schema."""
-    return record_to_dict(record)
+    """A pair as a Parquet row of the ``pairs`` schema (``extra`` as JSON text)."""
+    row = record_to_dict(record)
+    row["extra"] = extra_text(row.get("extra") or {})
+    return row
+
+
+def dead_letter_row(dead: Any, record_timings: bool = False) -> dict[str, str]:
+    """A dead letter as the ``rejects`` set holds it: every value a string, ``record`` the JSON text
+    of the rejected record (``"null"`` when the input never became one), a missing origin ``""``.
+
+    So every shard has the same types whatever it holds: a reader that infers types from one
+    file (``load_dataset("json", data_files=…)``, ``pyarrow.dataset``) reads them all.
+
+    >>> from pipeline.record import DeadLetter
+    >>> dead_letter_row(DeadLetter("read", "not_utf8", "byte 0x9c", None, None))
+    {'stage': 'read', 'reason': 'not_utf8', 'detail': 'byte 0x9c', 'origin': '', 'record': 'null'}
+    """
+    from pipeline.record import record_to_json, without_timings
+
+    record = dead.record
+    if record is not None and not record_timings:
+        record = without_timings(record)
+    return {"stage": dead.stage, "reason": dead.reason, "detail": dead.detail or "", "origin": dead.origin or "",
+            "record": record_to_json(record) if record is not None else "null"}
+
+
+class WriteRejectsSet(beam.PTransform):
+    """Dead letters → the dataset folder's ``rejects`` set (JSONL, and Parquet with ``parquet``).
+
+    ``PREFIX-rejects-…`` keep the record as an object; here it is its JSON text, so
+    ``load_dataset("json", data_files=…)`` and ``pyarrow.dataset`` read every shard with one
+    schema without being told it (an object's inferred type changes with which fields are null).
+    """
+
+    def __init__(self, output: str, num_shards: int, parquet: bool = False, record_timings: bool = False):
+        super().__init__()
+        self.output, self.num_shards, self.parquet, self.record_timings = output, num_shards, parquet, record_timings
+
+    def expand(self, dead):
+        from transforms.report import dead_letter_sort_key
+        from transforms.write import WriteJsonShards
+
+        record_timings = self.record_timings
+
+        def to_row(letter):
+            return dead_letter_row(letter, record_timings)
+
+        written = [dead | "Jsonl" >> WriteJsonShards(set_prefix(self.output, REJECTS), self.num_shards,
+                                                      lambda letter: row_line(to_row(letter)), dead_letter_sort_key)]
+        if self.parquet:
+            written.append(dead | "Parquet" >> WriteParquetShards(
+                set_prefix(self.output, REJECTS, kind=PARQUET_KIND), self.num_shards, to_row, dead_letter_sort_key,
+                DEAD_LETTER_SCHEMA))
+        return written | "RejectsFiles" >> beam.Flatten()
+
+
+def card_schema(name: str, kind: str = JSONL) -> tuple[pa.Schema, tuple[str, ...]]:
+    """The Arrow schema the dataset card declares for a set of format ``name`` (or ``rejects``) and
+    the top-level columns it declares as JSON (``extra`` in JSONL, an object whose keys vary).
+
+    >>> card_schema("pairs")[1], card_schema("pairs", "parquet")[1], card_schema("rejects")[1]
+    (('extra',), (), ())
+    """
+    if name == REJECTS:
+        return DEAD_LETTER_SCHEMA, ()
+    return SCHEMAS[name], ("extra",) if name == "pairs" and kind == JSONL else ()
 
 
 #: Rows per Parquet row group (and per batch held in memory while a shard is written).
@@ -593,12 +759,12 @@ def write_set(elements, *, label: str, output: str, fmt: str, num_shards: int, t
         if not (jsonl or parquet):
             continue
         name = set_name(fmt, stage)
-        prefix = set_prefix(output, fmt, stage)
         step = f"{label}_{stage or 'all'}"
         if jsonl:
-            members | f"{step}_Jsonl" >> WriteJsonShards(prefix, num_shards, to_line, sort_key)
+            members | f"{step}_Jsonl" >> WriteJsonShards(set_prefix(output, fmt, stage), num_shards, to_line, sort_key)
         if parquet:
-            members | f"{step}_Parquet" >> WriteParquetShards(prefix, num_shards, to_row, sort_key, SCHEMAS[fmt])
+            members | f"{step}_Parquet" >> WriteParquetShards(
+                set_prefix(output, fmt, stage, PARQUET_KIND), num_shards, to_row, sort_key, SCHEMAS[fmt])
         if stage is not None or full_jsonl:
             counts.append(members | f"{step}_Count" >> beam.Map(lambda _, n=name: f"export:{n}"))
     return counts
@@ -652,12 +818,28 @@ def _identity(row: Any) -> Any:
     return row
 
 
+def _label(fmt: str) -> str:
+    return "Export" + "".join(part.title() for part in fmt.split("-"))
+
+
+def _dpo_chat_rows(joined: tuple[str, Mapping[str, Iterable[Any]]]) -> Iterator[dict[str, Any]]:
+    """One record's DPO pairs in the conversational format (none when the record has no example)."""
+    _, groups = joined
+    # one example per record id; sorted, so a duplicated id would still pick the same one every run
+    examples = sorted(groups["examples"], key=lambda example: (example.system, example.user))
+    if examples:
+        for dpo in groups["dpo"]:
+            yield dpo_chat_row(examples[0], dpo)
+
+
 class WriteExports(beam.PTransform):
     """``{"pairs": records, "dpo": dpo rows or None}`` → the shard sets ``settings`` names.
 
     The full JSONL sets of ``pairs`` (the graph) and ``dpo`` (``transforms.training``) are
     written elsewhere; this adds their Parquet copies and staged sets, and every set of the
-    other formats. Outputs the ``export:<set>`` strings the training report counts.
+    other formats (``dpo-chat`` joins each DPO pair to its record's ``TrainingExample`` by
+    record id, so its prompt is that pair's ``sft-chat`` system and user messages). Outputs the
+    ``export:<set>`` strings the training report counts.
     """
 
     def __init__(self, settings: ExportSettings):
@@ -673,20 +855,28 @@ class WriteExports(beam.PTransform):
             counts += write_set(records, label="ExportPairs", fmt="pairs", to_row=_pair_row(s.record_timings),
                                 to_line=_pair_line(s.record_timings), sort_key=_record_key,
                                 meta_of=_record_meta, full_jsonl=False, **common)
-        wanted = [f for f in ("sft-chat", "prompt-completion") if f in s.formats]
-        if wanted:
+        wanted = [f for f in EXAMPLE_FORMATS if f in s.formats]
+        dpo_chat = "dpo-chat" in s.formats and dpo is not None
+        if wanted or dpo_chat:
             examples = records | "ToTrainingExamples" >> beam.ParDo(_ToExampleFn(s.schema)).with_outputs(
                 _ToExampleFn.SKIPPED, main="examples")
             counts.append(examples[_ToExampleFn.SKIPPED])
-            builders = {"sft-chat": sft_chat_row, "prompt-completion": prompt_completion_row}
+            builders = {"sft-chat": sft_chat_row, "prompt-completion": prompt_completion_row,
+                        "prompt-completion-chat": prompt_completion_chat_row}
             for fmt in wanted:
-                label = "Export" + "".join(part.title() for part in fmt.split("-"))
+                label = _label(fmt)
                 rows = examples.examples | f"{label}_Rows" >> beam.Map(builders[fmt])
                 counts += write_set(rows, label=label, fmt=fmt, to_row=_identity, to_line=row_line,
                                     sort_key=_row_key, meta_of=_row_meta, **common)
         if "dpo" in s.formats and dpo is not None:
             counts += write_set(dpo, label="ExportDpo", fmt="dpo", to_row=_identity, to_line=row_line,
                                 sort_key=_row_key, meta_of=_row_meta, full_jsonl=False, **common)
+        if dpo_chat:
+            rows = {"examples": examples.examples | "ExamplesByRecord" >> beam.Map(lambda e: (e.id, e)),
+                    "dpo": dpo | "DpoByRecord" >> beam.Map(lambda r: (r["meta"]["record_id"], r))}
+            chat = rows | "JoinDpoAndExamples" >> beam.CoGroupByKey() | "DpoChatRows" >> beam.FlatMap(_dpo_chat_rows)
+            counts += write_set(chat, label=_label("dpo-chat"), fmt="dpo-chat", to_row=_identity, to_line=row_line,
+                                sort_key=_row_key, meta_of=_row_meta, **common)
         if not counts:
             return records.pipeline | "NoExports" >> beam.Create([], reshuffle=False)
         return counts | "AllExportCounts" >> beam.Flatten()

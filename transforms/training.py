@@ -3,9 +3,10 @@
 ``WriteTrainingData`` is the one step the graph adds after the final pairs when any of
 ``--preference``, ``--format`` (beyond ``pairs``) or ``--stage_by`` is given:
 
-* ``transforms.preference.SamplePreferencePairs`` → ``PREFIX-dpo-NNNNN-of-NNNNN.jsonl``
-  (``{prompt, chosen, rejected, meta}``) and ``PREFIX-dpo-samples-…`` (every labelled sample
-  per question, so other knobs can be tried without sampling again);
+* ``transforms.preference.SamplePreferencePairs`` → the ``dpo`` set of the dataset folder,
+  ``PREFIX-dataset/jsonl/dpo/train-NNNNN-of-NNNNN.jsonl`` (``{prompt, chosen, rejected, meta}``),
+  and ``PREFIX-dpo-samples-…`` beside the pairs (every labelled sample per question, so other
+  knobs can be tried without sampling again);
 * ``transforms.exports.WriteExports`` → the other formats, Parquet copies and staged sets;
 * ``PREFIX-training-report.json``: the samples' label mix, how each question ended, pairs
   by kind, and rows per shard set — computed inside the pipeline, so it is exact on any
@@ -21,14 +22,17 @@ import apache_beam as beam
 
 from transforms.exports import (
     DIFFICULTY_STAGES,
+    EXAMPLE_FORMATS,
     FORMATS,
     PARQUET,
+    PREFERENCE_FORMATS,
     STAGE_BY,
     ExportSettings,
     SchemaSource,
     WriteExports,
     row_line,
     set_name,
+    set_prefix,
 )
 from transforms.preference import (
     LABELS,
@@ -49,8 +53,13 @@ class TrainingSettings(NamedTuple):
 
 
 def training_paths(prefix: str) -> dict[str, str]:
-    """Where the DPO pairs, the labelled samples and the training report go."""
-    return {"dpo": f"{prefix}-dpo", "samples": f"{prefix}-dpo-samples", "report": f"{prefix}-training-report.json"}
+    """Where the DPO pairs (a set of the dataset folder), the labelled samples and the training report go.
+
+    >>> training_paths("out/p")["dpo"], training_paths("out/p")["samples"]
+    ('out/p-dataset/jsonl/dpo/train', 'out/p-dpo-samples')
+    """
+    return {"dpo": set_prefix(prefix, "dpo"), "samples": f"{prefix}-dpo-samples",
+            "report": f"{prefix}-training-report.json"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,6 +211,8 @@ def parse_formats(value: Optional[str]) -> tuple[tuple[str, ...], bool]:
 
     >>> parse_formats("sft-chat,parquet"), parse_formats(None), parse_formats("parquet")
     ((('pairs', 'sft-chat'), True), (('pairs',), False), (('pairs',), True))
+    >>> parse_formats("dpo-chat,prompt-completion-chat")
+    (('pairs', 'prompt-completion-chat', 'dpo-chat'), False)
     """
     names = [n.strip() for n in (value or "pairs").split(",") if n.strip()]
     unknown = [n for n in names if n not in FORMATS and n != PARQUET]
@@ -228,9 +239,11 @@ def training_settings(values: Any, *, dialect: Optional[str], database: Optional
     if values.stage_by and values.stage_by not in STAGE_BY:
         raise UserError(f"--stage_by {values.stage_by!r}: expected {', '.join(STAGE_BY)}")
     if values.preference and "dpo" not in formats:
-        formats += ("dpo",)
-    if "dpo" in formats and not values.preference:
-        raise UserError("--format dpo needs --preference (DPO pairs come from the weak model's samples)")
+        formats = tuple(f for f in FORMATS if f in formats or f == "dpo")
+    wants_preference = [f for f in formats if f in PREFERENCE_FORMATS]
+    if wants_preference and not values.preference:
+        raise UserError(f"--format {'/'.join(wants_preference)} needs --preference (DPO pairs come from the weak "
+                        "model's samples)")
     schema = SchemaSource(
         patterns=tuple(split_patterns(values.schema)),
         dialect=dialect,
@@ -240,8 +253,9 @@ def training_settings(values: Any, *, dialect: Optional[str], database: Optional
     )
     if values.sft_sample_rows and not database:
         raise UserError("--sft_sample_rows reads rows from --database: give one (with --validate execute)")
-    if {"sft-chat", "prompt-completion"} & set(formats) and not schema.available:
-        raise UserError("--format sft-chat/prompt-completion put the tables' DDL in the prompt: give --schema DDL "
+    with_ddl = [f for f in formats if f in (*EXAMPLE_FORMATS, "dpo-chat")]
+    if with_ddl and not schema.available:
+        raise UserError(f"--format {'/'.join(with_ddl)} put the tables' DDL in the prompt: give --schema DDL "
                         "files or --database")
     preference = preference_settings(values, database=database, schema=schema)
     if formats == ("pairs",) and not parquet and not values.stage_by and preference is None:

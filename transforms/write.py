@@ -9,6 +9,11 @@ that receive nothing are still written, empty, so a reader always finds N files.
 A shard is sorted with bounded memory (``ExternalSorter``: sorted runs of 64 MB of
 lines spill to the worker's local disk and are merged while the file is streamed
 out), so a worker writing a 10 GB shard holds no more than one that writes 10 MB.
+
+``copy_prefix`` writes every shard a second time under another name in the same pass (the
+sorted lines are produced once and each chunk goes to both files): the pairs and dead letters
+keep their ``PREFIX-NNNNN-of-NNNNN.jsonl`` names and also sit, byte for byte the same, inside
+the self-contained Hugging Face dataset folder (``transforms.exports.dataset_dir``).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import pickle
 import tempfile
 import uuid
 import zlib
-from typing import IO, Callable, Iterable, Iterator
+from typing import IO, Callable, Iterable, Iterator, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -65,7 +70,13 @@ def write_text_file(path: str, text: str) -> None:
 
 def write_lines_file(path: str, lines: Iterable[str], newline: str = "\n") -> None:
     """Stream ``lines`` (each followed by ``newline``) into ``path`` atomically, ~1 MB per write."""
-    with created_atomically(path) as handle:
+    write_lines_files((path,), lines, newline)
+
+
+def write_lines_files(paths: Sequence[str], lines: Iterable[str], newline: str = "\n") -> None:
+    """``write_lines_file`` into every one of ``paths`` at once: the same bytes, one pass over ``lines``."""
+    with contextlib.ExitStack() as stack:
+        handles = [stack.enter_context(created_atomically(path)) for path in paths]
         buffer: list[str] = []
         size = 0
         for line in lines:
@@ -73,10 +84,14 @@ def write_lines_file(path: str, lines: Iterable[str], newline: str = "\n") -> No
             buffer.append(newline)
             size += len(line)
             if size >= _WRITE_CHUNK_CHARS:
-                handle.write("".join(buffer).encode("utf-8"))
+                chunk = "".join(buffer).encode("utf-8")
+                for handle in handles:
+                    handle.write(chunk)
                 buffer, size = [], 0
         if buffer:
-            handle.write("".join(buffer).encode("utf-8"))
+            chunk = "".join(buffer).encode("utf-8")
+            for handle in handles:
+                handle.write(chunk)
 
 
 class ExternalSorter:
@@ -150,10 +165,16 @@ class WriteTextFileFn(beam.DoFn):
         yield self.path
 
 
+def _shard_paths(prefixes: Sequence[str], index: int, num_shards: int, suffix: str) -> list[str]:
+    return [shard_name(prefix, index, num_shards, suffix) for prefix in prefixes]
+
+
 class _WriteShardFn(beam.DoFn):
-    def __init__(self, prefix: str, num_shards: int, suffix: str, spill_chars: int = SPILL_CHARS):
+    def __init__(self, prefix: str, num_shards: int, suffix: str, spill_chars: int = SPILL_CHARS,
+                 copy_prefix: Optional[str] = None):
         self.prefix, self.num_shards, self.suffix = prefix, num_shards, suffix
         self.spill_chars = spill_chars
+        self.prefixes = [prefix] + ([copy_prefix] if copy_prefix else [])
 
     def process(self, element: tuple[int, Iterable[tuple[str, str]]]):
         index, items = element
@@ -161,22 +182,23 @@ class _WriteShardFn(beam.DoFn):
         try:
             for item in items:  # a runner pages a big group in; only the unspilled part is held
                 sorter.add(item)
-            path = shard_name(self.prefix, index, self.num_shards, self.suffix)
-            write_lines_file(path, (line for _, line in sorter.sorted()))
+            paths = _shard_paths(self.prefixes, index, self.num_shards, self.suffix)
+            write_lines_files(paths, (line for _, line in sorter.sorted()))
         finally:
             sorter.close()
-        yield path
+        yield paths[0]
 
 
 class _WriteEmptyShardFn(beam.DoFn):
-    def __init__(self, prefix: str, num_shards: int, suffix: str):
+    def __init__(self, prefix: str, num_shards: int, suffix: str, copy_prefix: Optional[str] = None):
         self.prefix, self.num_shards, self.suffix = prefix, num_shards, suffix
+        self.prefixes = [prefix] + ([copy_prefix] if copy_prefix else [])
 
     def process(self, index: int, filled: list[int]):
         if index not in set(filled):
-            path = shard_name(self.prefix, index, self.num_shards, self.suffix)
-            write_text_file(path, "")
-            yield path
+            paths = _shard_paths(self.prefixes, index, self.num_shards, self.suffix)
+            write_lines_files(paths, ())
+            yield paths[0]
 
 
 class WriteJsonShards(beam.PTransform):
@@ -184,6 +206,7 @@ class WriteJsonShards(beam.PTransform):
 
     ``to_line`` renders one element; ``sort_key`` orders lines inside a shard and
     decides the shard (elements with equal keys are ordered by their line text).
+    ``copy_prefix``: every shard is also written, identical, as ``copy_prefix-NNNNN-of-NNNNN``.
     """
 
     def __init__(
@@ -194,11 +217,13 @@ class WriteJsonShards(beam.PTransform):
         sort_key: Callable[[object], str],
         suffix: str = ".jsonl",
         spill_chars: int = SPILL_CHARS,
+        copy_prefix: Optional[str] = None,
     ):
         super().__init__()
         self.prefix, self.num_shards, self.suffix = prefix, num_shards, suffix
         self.to_line, self.sort_key = to_line, sort_key
         self.spill_chars = spill_chars
+        self.copy_prefix = copy_prefix
 
     def expand(self, elements):
         num_shards, to_line, sort_key = self.num_shards, self.to_line, self.sort_key
@@ -210,7 +235,7 @@ class WriteJsonShards(beam.PTransform):
         lines = elements | "ToLine" >> beam.Map(keyed).with_output_types(tuple[int, tuple[str, str]])
         grouped = lines | "GroupByShard" >> beam.GroupByKey()
         written = grouped | "WriteShard" >> beam.ParDo(
-            _WriteShardFn(self.prefix, num_shards, self.suffix, self.spill_chars))
+            _WriteShardFn(self.prefix, num_shards, self.suffix, self.spill_chars, self.copy_prefix))
         # Shards no line hashed to are written empty. Not by flattening N empty markers into
         # the lines: a flatten across stages is materialized, an extra encode of every line.
         filled = grouped | "FilledShards" >> beam.Map(lambda shard: shard[0]).with_output_types(int)
@@ -218,6 +243,7 @@ class WriteJsonShards(beam.PTransform):
             elements.pipeline
             | "AllShards" >> beam.Create(list(range(num_shards)), reshuffle=False).with_output_types(int)
             | "WriteEmptyShards" >> beam.ParDo(
-                _WriteEmptyShardFn(self.prefix, num_shards, self.suffix), beam.pvalue.AsList(filled))
+                _WriteEmptyShardFn(self.prefix, num_shards, self.suffix, self.copy_prefix),
+                beam.pvalue.AsList(filled))
         )
         return (written, empty) | "ShardFiles" >> beam.Flatten()
