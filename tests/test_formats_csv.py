@@ -41,8 +41,9 @@ def test_missing_column_is_one_reject_for_the_file():
     assert reasons(parse(b"query,question\nSELECT 1,x\n")) == [("q.csv", "missing_column:sql")]
 
 
-def test_missing_question_column_is_one_reject_for_the_file():
-    assert reasons(parse(b"sql\nSELECT 1\n", question_field="title")) == [("q.csv", "missing_column:title")]
+def test_missing_optional_columns_give_pairs_without_them():
+    (pair,) = parse(b"sql\nSELECT 1\n", question_field="title", db_id_field="db_id", source="seed")
+    assert (pair.sql, pair.question, pair.db_id, pair.origin) == ("SELECT 1", None, None, "q.csv:2")
 
 
 def test_record_with_the_wrong_number_of_fields_is_rejected():
@@ -75,9 +76,20 @@ def test_success_column_accepts_csv_words(cell, expected):
     assert pair.success is expected
 
 
-def test_field_over_the_csv_limit_is_csv_error_and_reading_goes_on():
+def test_field_over_max_sql_bytes_is_sql_too_long_and_reading_goes_on():
     data = b'sql\n"' + b"x" * 200_000 + b'"\nSELECT 2\n'
-    assert reasons(parse(data)) == [("q.csv:2", "csv_error"), ("q.csv:3", "ok")]
+    assert reasons(parse(data, max_sql_bytes=100_000)) == [("q.csv:2", "sql_too_long"), ("q.csv:3", "ok")]
+    assert reasons(parse(data)) == [("q.csv:2", "ok"), ("q.csv:3", "ok")]  # the default is 1 MiB
+
+
+def test_quoted_field_over_the_limit_across_lines_is_sql_too_long():
+    data = b'sql\n"' + b"x\n" * 600 + b'"\nSELECT 2\n'
+    assert reasons(parse(data, max_sql_bytes=1000))[0] == ("q.csv:2", "sql_too_long")
+
+
+def test_sql_cell_over_the_limit_in_utf8_bytes_is_sql_too_long():
+    data = "sql\n" + "é" * 600 + "\nSELECT 2\n"  # 600 characters, 1,200 bytes
+    assert reasons(parse(data.encode(), max_sql_bytes=1000)) == [("q.csv:2", "sql_too_long"), ("q.csv:3", "ok")]
 
 
 def test_byte_order_mark_crlf_and_blank_lines_are_handled():

@@ -136,13 +136,19 @@ def test_jsonl_saved_as_json_is_read_line_by_line():
         "q.json:1", "q.json:2"]
 
 
-def test_truncated_json_document_is_one_reject_for_the_file():
+def test_truncated_json_array_keeps_the_elements_before_the_cut():
     data = json.dumps([{"sql": "SELECT 1"}, {"sql": "SELECT 2"}], indent=2).encode()[:-8]
+    assert reasons(parse(data, path="q.json")) == [("q.json#0", "ok"), ("q.json#1", "truncated_json")]
+
+
+def test_invalid_json_element_stops_the_file_there():
+    data = b'[\n{"sql": "SELECT 1"},\n{sql: 2},\n{"sql": "SELECT 3"}\n]\n'
+    assert reasons(parse(data, path="q.json")) == [("q.json#0", "ok"), ("q.json#1", "invalid_json")]
+
+
+def test_truncated_single_object_document_is_one_reject_for_the_file():
+    data = json.dumps({"sql": "SELECT 1", "question": "One?"}, indent=2).encode()[:-5]
     assert reasons(parse(data, path="q.json")) == [("q.json", "truncated_json")]
-
-
-def test_invalid_json_document_is_one_reject_for_the_file():
-    assert reasons(parse(b'[\n{"sql": "SELECT 1"},\n{sql: 2}\n]\n', path="q.json")) == [("q.json", "invalid_json")]
 
 
 def test_bad_bytes_in_a_json_array_reject_only_their_record():

@@ -144,8 +144,8 @@ def test_unterminated_string_at_the_end_rejects_the_rest():
 
 def test_statement_longer_than_the_limit_is_rejected():
     script = b"SELECT 1;\nSELECT\n" + b"  x,\n" * 400 + b"  y;\nSELECT 3;\n"
-    items = parse(script, max_statement_chars=1000, chunk_chars=200)
-    assert [getattr(i, "reason", "ok") for i in items] == ["ok", "statement_too_long", "ok"]
+    items = parse(script, max_sql_bytes=1000, chunk_chars=200)
+    assert [getattr(i, "reason", "ok") for i in items] == ["ok", "sql_too_long", "ok"]
     assert items[1].origin == "q.sql:2" and items[2].sql == "SELECT 3"
 
 

@@ -19,15 +19,17 @@ under the text before its first wildcard and keeps those the pattern matches.
 
 from __future__ import annotations
 
+import bz2
+import contextlib
 import errno
+import gzip
 import io
 import os
 import re
 from typing import Any, Iterator, Mapping, NamedTuple, Optional, Sequence, Union
 
 import apache_beam as beam
-from apache_beam.io import fileio
-from apache_beam.io.filesystem import FileMetadata
+from apache_beam.io.filesystem import CompressionTypes, FileMetadata
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.record import new_record
@@ -99,7 +101,8 @@ def parse_file(stream: Any, path: str, kind: str, settings: ReadSettings) -> Ite
                   db_id_field=db_id_field, source=source, max_sql_bytes=limit)
     if fmt == "chat":
         return parse_chat_history(stream, path, tool_name=settings.tool_name,
-                                  include_failures=settings.include_failures, context=settings.context)
+                                  include_failures=settings.include_failures, context=settings.context,
+                                  max_message_bytes=limit)
     if fmt == "sql":
         return parse_sql_file(stream, path, dialect=settings.dialect, max_sql_bytes=limit)
     if fmt == "pg_stat_statements":
@@ -212,7 +215,7 @@ def _match_local(pattern: str) -> Matched:
     files, problems = [], []
     for path, problem in _walk(label, depth):
         if problem is not None:
-            if regex.match(path) or problem.startswith(_LOOP):
+            if regex.match(path) or problem == _DIRECTORY_LOOP:
                 problems.append(Unmatchable(path, problem))
         elif regex.match(path):
             try:
@@ -223,6 +226,7 @@ def _match_local(pattern: str) -> Matched:
 
 
 _LOOP = "symbolic link loop"
+_DIRECTORY_LOOP = f"{_LOOP}: a link back to a directory that holds it (not entered)"
 
 
 def _walk(label: str, depth: Optional[int]) -> Iterator[tuple[str, Optional[str]]]:
@@ -242,21 +246,22 @@ def _walk(label: str, depth: Optional[int]) -> Iterator[tuple[str, Optional[str]
             continue
         key = (info.st_dev, info.st_ino)
         if key in ancestors:
-            yield directory.rstrip("/"), f"{_LOOP}: a link back to a directory that holds it"
+            yield directory.rstrip("/"), _DIRECTORY_LOOP
             continue
         ancestors = ancestors | {key}
         for entry in entries:
             path = directory + entry.name
             try:
-                if entry.is_dir():
-                    if depth is None or level < depth:
-                        stack.append((path + "/", level + 1, ancestors))
-                elif entry.is_file():
-                    yield path, None
-                elif entry.is_symlink():
-                    yield path, _link_problem(path)
-            except OSError as error:
-                yield path, f"{type(error).__name__}: {error.strerror or error}"
+                is_dir, is_file = entry.is_dir(), entry.is_file()  # both follow links
+            except OSError:  # a link loop raises here
+                is_dir = is_file = False
+            if is_dir:
+                if depth is None or level < depth:
+                    stack.append((path + "/", level + 1, ancestors))
+            elif is_file:
+                yield path, None
+            else:
+                yield path, _link_problem(path) if entry.is_symlink() else "not a regular file"
 
 
 def _link_problem(path: str) -> str:
@@ -277,6 +282,27 @@ def _metadata(path: str) -> FileMetadata:
     return FileMetadata(path, info.st_size, info.st_mtime)
 
 
+@contextlib.contextmanager
+def open_input(path: str) -> Iterator[Any]:
+    """``path`` opened for reading, decompressed by its extension.
+
+    ``.gz`` and ``.bz2`` are decompressed by Python's ``gzip``/``bz2`` readers, which
+    inflate only as much as each read asks for: Beam's ``CompressedFile`` inflates a
+    whole 16 MiB compressed block at once, so one highly compressible line (or a
+    deliberate "zip bomb") would take its full decompressed size in memory. Other
+    compressions go through Beam.
+    """
+    name = path.lower()
+    if not name.endswith((".gz", ".bz2")):
+        with FileSystems.open(path) as stream:
+            yield stream
+        return
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
+        # closing these leaves ``raw`` open: the outer ``with`` closes it
+        with (gzip.GzipFile(fileobj=raw, mode="rb") if name.endswith(".gz") else bz2.BZ2File(raw, "rb")) as stream:
+            yield stream
+
+
 class _MatchFn(beam.DoFn):
     """A pattern → the files it matches, then an :class:`Unmatchable` for each thing it cannot read."""
 
@@ -295,11 +321,10 @@ class _ParseFilesFn(beam.DoFn):
             count(f"read.files.{self.kind}")
             yield reject("read", "unreadable_file", found.detail, origin=found.path)
             return
-        readable = fileio.ReadableFile(found)
         path = found.path
         count(f"read.files.{self.kind}")
         try:
-            with readable.open() as stream:
+            with open_input(path) as stream:
                 for item in parse_file(stream, path, self.kind, self.settings):
                     if isinstance(item, ReadReject):
                         yield reject("read", item.reason, item.detail, origin=item.origin)

@@ -60,7 +60,8 @@ class ReadReject(NamedTuple):
     ``nul_byte``, ``missing_field:sql``, ``wrong_type:sql``, ``empty_sql``,
     ``csv_error``, ``wrong_field_count``, ``missing_column:sql``, ``parquet_error``,
     ``truncated_json``, ``malformed_part``, ``malformed_message``,
-    ``tokenize_error``, ``statement_too_long``, ``malformed_query``.
+    ``tokenize_error``, ``sql_too_long`` (an item over ``--max_sql_bytes``), ``malformed_query``,
+    ``unreadable_file`` (a file that cannot be opened, a dangling link, a link loop).
     """
 
     origin: str

@@ -1,4 +1,9 @@
-"""Helpers shared by the parsers: text checks, record → pair mapping, CSV and line readers."""
+"""Helpers shared by the parsers: text checks, record → pair mapping, CSV and line readers.
+
+The line and CSV readers here are *bounded*: a line longer than ``max_bytes`` is
+never held whole (it is read in pieces, its first bytes kept for the reject and the
+rest skipped), so one huge line in a log costs a fixed amount of memory, not its size.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ import decimal
 import io
 import json
 import re
-from typing import Any, BinaryIO, Iterator, Mapping, Optional, Union
+from typing import Any, BinaryIO, Iterator, Mapping, NamedTuple, Optional, Union
 
 from transforms.formats import SOURCES, RawPair, ReadReject
 
@@ -20,6 +25,14 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zst", ".zstd", ".deflate", ".lz4", ".xz")
 #: How much of an offending value a reject's ``detail`` quotes.
 _DETAIL_CHARS = 200
+#: Default of ``--max_sql_bytes``: the largest input item (line, record, statement) a parser reads.
+MAX_SQL_BYTES = 1 << 20
+#: Reject reason for an item over ``--max_sql_bytes``.
+TOO_LONG = "sql_too_long"
+#: How much of an item over the limit its reject quotes (the reject must stay small).
+_PREVIEW = 80
+#: Bytes (or characters) read at a time while skipping the rest of a line over the limit.
+_SKIP_CHUNK = 1 << 16
 
 Item = Union[RawPair, ReadReject]
 
@@ -233,12 +246,70 @@ def record_to_pair(
     return RawPair(sql, question, (), success, db_id, source, origin, extra)
 
 
-def read_lines(stream: BinaryIO) -> Iterator[tuple[int, bytes]]:
-    """``(line_number, raw_line)`` for each line of a binary stream, 1-based, newline kept."""
+class LongLine(NamedTuple):
+    """A line over the byte limit, as :func:`read_lines` gives it: its size and its first bytes only."""
+
+    size: int  # bytes, newline excluded
+    preview: bytes
+
+
+def too_long(origin: str, size: int, limit: int, preview: Any, at_least: bool = False) -> ReadReject:
+    """The ``sql_too_long`` reject for an item of ``size`` bytes; it quotes only a short preview.
+
+    >>> too_long("q.jsonl:3", 5_000_000, 1_048_576, b'{"sql": "SELECT').detail
+    '5000000 bytes, over --max_sql_bytes 1048576: {"sql": "SELECT…'
+    """
+    if isinstance(preview, (bytes, bytearray)):
+        preview = bytes(preview[:_PREVIEW]).decode("utf-8", "replace")
+    quote = excerpt(preview[:_PREVIEW], _PREVIEW)
+    return ReadReject(origin, TOO_LONG, f"{'at least ' if at_least else ''}{size} bytes, "
+                                        f"over --max_sql_bytes {limit}: {quote}…")
+
+
+def line_source(stream: BinaryIO) -> BinaryIO:
+    """``stream`` when its ``readline`` takes a size (any ``io`` object), else a buffered view of it.
+
+    Beam's ``CompressedFile`` (``.gz``/``.bz2``…) has a ``readline()`` without a size,
+    which would hold a whole line however long: it is read through ``read(n)`` instead.
+    """
+    if isinstance(stream, io.IOBase):
+        return stream
+    return io.BufferedReader(_Readable(stream), buffer_size=_SKIP_CHUNK)
+
+
+def read_lines(stream: BinaryIO, max_bytes: int = MAX_SQL_BYTES) -> Iterator[tuple[int, Union[bytes, LongLine]]]:
+    """``(line_number, raw_line)`` for each line of a binary stream, 1-based, newline kept.
+
+    A line of more than ``max_bytes`` bytes (newline excluded) comes out as a
+    :class:`LongLine`: it is read in pieces and skipped, never held whole. The check is
+    one length comparison per line (the hot path pays nothing else).
+
+    >>> list(read_lines(io.BytesIO(b"ab\\nabcdef\\nc"), max_bytes=3))
+    [(1, b'ab\\n'), (2, LongLine(size=6, preview=b'abcd')), (3, b'c')]
+    """
+    readline = line_source(stream).readline
+    limit = max_bytes + 1
     number = 0
-    for raw in iter(stream.readline, b""):
+    while True:
+        raw = readline(limit)
+        if not raw:
+            return
         number += 1
+        if len(raw) == limit and raw[-1] != 10:  # 10 is a newline: without one the line goes on
+            raw = _skip_line(readline, raw)
         yield number, raw
+
+
+def _skip_line(readline, head: bytes) -> LongLine:
+    """Read the rest of an over-long line in bounded pieces; keep its size and first bytes."""
+    size = len(head)
+    while True:
+        piece = readline(_SKIP_CHUNK)
+        size += len(piece)
+        if not piece:
+            return LongLine(size, head[:_PREVIEW])
+        if piece[-1] == 10:
+            return LongLine(size - 1, head[:_PREVIEW])
 
 
 def read_all(stream: BinaryIO, chunk: int = 1 << 24) -> bytes:
@@ -296,33 +367,98 @@ class _Readable(io.RawIOBase):
         pass
 
 
+class _LineTooLong(Exception):
+    """Raised by :class:`_TextLines` for a line over the limit; ``csv.reader`` drops the record it was in."""
+
+    def __init__(self, size: int, preview: str):
+        super().__init__(size)
+        self.size, self.preview = size, preview
+
+
+class _TextLines:
+    """The lines of a text stream for ``csv.reader``, each read with a bounded ``readline``.
+
+    A line of more than ``max_chars`` characters is skipped in pieces and raises
+    :class:`_LineTooLong` instead of being returned: ``csv.reader`` passes the exception
+    on and starts its next record afresh, as it does after a ``csv.Error``. (An
+    iterator class, not a generator: a generator that raised could not go on.)
+    """
+
+    __slots__ = ("_readline", "_limit", "number")
+
+    def __init__(self, text: io.TextIOBase, max_chars: int):
+        self._readline = text.readline
+        self._limit = max_chars + 1
+        self.number = 0  # lines read so far
+
+    def __iter__(self) -> "_TextLines":
+        return self
+
+    def __next__(self) -> str:
+        line = self._readline(self._limit)
+        if not line:
+            raise StopIteration
+        self.number += 1
+        if len(line) == self._limit and line[-1] not in "\r\n":
+            size = len(line)
+            while True:
+                piece = self._readline(_SKIP_CHUNK)
+                size += len(piece)
+                if not piece or piece[-1] in "\r\n":
+                    raise _LineTooLong(size, line[:_PREVIEW])
+        return line
+
+
 def csv_rows(
-    stream: BinaryIO, path: str, **reader_options: Any
+    stream: BinaryIO, path: str, max_bytes: int = MAX_SQL_BYTES, **reader_options: Any
 ) -> Iterator[tuple[int, Union[list[str], ReadReject]]]:
     """``(start_line, row)`` for each CSV record, or ``(start_line, ReadReject)`` for a record the
-    ``csv`` module refuses (``csv_error``) — reading goes on with the next record.
+    ``csv`` module refuses (``csv_error``) or one over ``max_bytes`` (``sql_too_long``) — reading
+    goes on with the next record.
 
     Blank lines are skipped. Quoted fields may span lines; ``start_line`` is the line
-    the record begins on.
+    the record begins on. Memory stays bounded: no line of more than ``max_bytes``
+    characters is held, and the ``csv`` module's field size limit is set to ``max_bytes``
+    (it is per process; every reader here uses the same ``--max_sql_bytes``). Sizes
+    are checked in characters here (never more than the bytes); callers that need the
+    exact byte count of a cell use :func:`over_bytes`.
     """
+    if csv.field_size_limit() != max_bytes:
+        csv.field_size_limit(max_bytes)
     with text_of(stream) as text:
-        reader = csv.reader(text, **reader_options)
-        consumed = 0  # lines read so far
+        lines = _TextLines(text, max_bytes)
+        reader = csv.reader(lines, **reader_options)
         while True:
-            start = consumed + 1
+            start = lines.number + 1
             try:
                 row = next(reader)
             except StopIteration:
                 return
+            except _LineTooLong as error:
+                yield start, too_long(f"{path}:{start}", error.size, max_bytes, error.preview, at_least=True)
+                continue
             except csv.Error as error:
-                consumed = reader.line_num
-                yield start, ReadReject(f"{path}:{start}", "csv_error", str(error))
+                if str(error).startswith("field larger than field limit"):
+                    yield start, too_long(f"{path}:{start}", max_bytes + 1, max_bytes, "", at_least=True)
+                else:
+                    yield start, ReadReject(f"{path}:{start}", "csv_error", str(error))
                 continue
             except UnicodeError as error:  # not reachable with surrogateescape, kept as a guard
                 yield start, ReadReject(f"{path}:{start}", "not_utf8", str(error))
                 return
-            consumed = reader.line_num
             # csv counts lines that hold only a newline as records; skip those
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
             yield start, row
+
+
+def over_bytes(text: str, max_bytes: int) -> Optional[int]:
+    """The UTF-8 size of ``text`` when it is over ``max_bytes``, else None (encoded only when it could be).
+
+    >>> over_bytes("abc", 3), over_bytes("\u00e9\u00e9", 3), over_bytes("x" * 10, 100)
+    (None, 4, None)
+    """
+    if len(text) * 4 <= max_bytes:
+        return None
+    size = len(text.encode("utf-8", "surrogatepass"))  # never raises; a bad byte counts 3
+    return size if size > max_bytes else None

@@ -29,7 +29,7 @@ import re
 from typing import BinaryIO, Iterator, Optional, Union
 
 from transforms.formats import RawPair, ReadReject
-from transforms.formats._common import csv_rows, excerpt, text_problem
+from transforms.formats._common import MAX_SQL_BYTES, csv_rows, excerpt, over_bytes, text_problem, too_long
 
 #: The csvlog columns of PostgreSQL 15, in order.
 CSVLOG_COLUMNS = (
@@ -50,15 +50,22 @@ _STATEMENT = re.compile(
 _DURATION_ONLY = re.compile(r"duration: (?P<duration>\d+(?:\.\d+)?) ms\s*")
 
 
-def parse_pg_csvlog(stream: BinaryIO, path: str) -> Iterator[Union[RawPair, ReadReject]]:
+def parse_pg_csvlog(
+    stream: BinaryIO, path: str, *, max_sql_bytes: int = MAX_SQL_BYTES
+) -> Iterator[Union[RawPair, ReadReject]]:
     """One ``RawPair`` (source ``log``, origin ``path:line`` of the statement) per logged statement.
 
     ``extra`` has ``log_time``, ``user_name``, ``session_id``, ``application_name``,
     ``duration_ms``, ``prepared_statement``, ``parameters`` and ``query_id`` when the
-    log gives them, and ``error`` / ``sql_state`` for failures.
+    log gives them, and ``error`` / ``sql_state`` for failures. A log line over
+    ``max_sql_bytes`` is ``sql_too_long`` (never held whole).
     """
+    return _parse_pg_csvlog(stream, path, max_sql_bytes)
+
+
+def _parse_pg_csvlog(stream: BinaryIO, path: str, max_sql_bytes: int) -> Iterator[Union[RawPair, ReadReject]]:
     pending: collections.OrderedDict[str, RawPair] = collections.OrderedDict()
-    for line, row in csv_rows(stream, path):
+    for line, row in csv_rows(stream, path, max_sql_bytes):
         origin = f"{path}:{line}"
         if isinstance(row, ReadReject):
             yield row
@@ -81,7 +88,7 @@ def parse_pg_csvlog(stream: BinaryIO, path: str) -> Iterator[Union[RawPair, Read
             if held is not None:
                 yield held
             if query:
-                pair = _pair(entry, query, origin, {})
+                pair = _pair(entry, query, origin, {}, max_sql_bytes)
                 yield pair if isinstance(pair, ReadReject) else _settled(pair, success=False, **failure)
             continue
 
@@ -103,7 +110,7 @@ def parse_pg_csvlog(stream: BinaryIO, path: str) -> Iterator[Union[RawPair, Read
             extra["prepared_statement"] = match.group("name")
         if entry["detail"].startswith("parameters: "):
             extra["parameters"] = entry["detail"][len("parameters: "):]
-        pair = _pair(entry, message[match.end():].strip(), origin, extra)
+        pair = _pair(entry, message[match.end():].strip(), origin, extra, max_sql_bytes)
         if isinstance(pair, ReadReject) or match.group("duration"):
             yield pair  # a duration is logged when the statement has finished: it succeeded
             continue
@@ -113,7 +120,11 @@ def parse_pg_csvlog(stream: BinaryIO, path: str) -> Iterator[Union[RawPair, Read
     yield from pending.values()
 
 
-def _pair(entry: dict[str, str], sql: str, origin: str, extra: dict[str, str]) -> Union[RawPair, ReadReject]:
+def _pair(entry: dict[str, str], sql: str, origin: str, extra: dict[str, str],
+          max_sql_bytes: int) -> Union[RawPair, ReadReject]:
+    size = over_bytes(sql, max_sql_bytes)
+    if size is not None:
+        return too_long(origin, size, max_sql_bytes, sql)
     problem = text_problem(sql, origin, "message")
     if problem:
         return problem

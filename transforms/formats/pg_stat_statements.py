@@ -32,7 +32,7 @@ import json
 from typing import Any, BinaryIO, Iterator, Mapping, Optional, Union
 
 from transforms.formats import RawPair, ReadReject
-from transforms.formats._common import csv_rows, excerpt, has_bad_unicode, stringify, text_problem
+from transforms.formats._common import MAX_SQL_BYTES, csv_rows, excerpt, has_bad_unicode, stringify, text_problem
 from transforms.formats.jsonl import iter_json_values
 
 #: Columns copied into ``extra`` (under these names) when present.
@@ -153,18 +153,21 @@ def stat_row_to_pair(row: Mapping[str, Any], origin: str, db_id_field: Optional[
 
 
 def parse_pg_stat_statements(
-    stream: BinaryIO, path: str, db_id_field: Optional[str] = None
+    stream: BinaryIO, path: str, db_id_field: Optional[str] = None, *, max_sql_bytes: int = MAX_SQL_BYTES
 ) -> Iterator[Union[RawPair, ReadReject]]:
-    """One ``RawPair`` per row of a CSV (header row) or JSON/JSONL export of the view."""
+    """One ``RawPair`` per row of a CSV (header row) or JSON/JSONL export of the view.
+
+    A row (CSV line or field, JSON line or element) over ``max_sql_bytes`` is ``sql_too_long``.
+    """
     buffered = stream if hasattr(stream, "peek") else io.BufferedReader(stream)
     head = buffered.peek(64)[:64].lstrip(b"\xef\xbb\xbf \t\r\n")
     if head.startswith((b"{", b"[")):
-        return _json_rows(buffered, path, db_id_field)
-    return _csv_rows(buffered, path, db_id_field)
+        return _json_rows(buffered, path, db_id_field, max_sql_bytes)
+    return _csv_rows(buffered, path, db_id_field, max_sql_bytes)
 
 
-def _json_rows(stream, path, db_id_field):
-    for item in iter_json_values(stream, path):
+def _json_rows(stream, path, db_id_field, max_sql_bytes):
+    for item in iter_json_values(stream, path, max_sql_bytes):
         if isinstance(item, ReadReject):
             yield item
         elif not isinstance(item.value, dict):
@@ -173,9 +176,9 @@ def _json_rows(stream, path, db_id_field):
             yield stat_row_to_pair(item.value, item.origin, db_id_field)
 
 
-def _csv_rows(stream, path, db_id_field):
+def _csv_rows(stream, path, db_id_field, max_sql_bytes):
     header = None
-    for line, row in csv_rows(stream, path):
+    for line, row in csv_rows(stream, path, max_sql_bytes):
         origin = f"{path}:{line}"
         if isinstance(row, ReadReject):
             yield row

@@ -22,8 +22,10 @@ second per worker.
 A statement the tokenizer cannot read (e.g. an unterminated string) is rejected as
 ``tokenize_error`` up to the first later line that ends with ``;``, and splitting
 resumes there; the statements before it still come out. A statement longer than
-``max_statement_chars`` is rejected as ``statement_too_long`` and skipped the same
-way. A statement's text runs from its first token to its last: comments before it
+``max_sql_bytes`` (``--max_sql_bytes``) is rejected as ``sql_too_long`` and skipped
+the same way, without being held whole: the splitter gives up on a statement once
+its pending text passes the limit, so memory stays bounded by about twice the
+limit whatever the statement's size. A statement's text runs from its first token to its last: comments before it
 (the ``--`` lines directly above go to ``extra["comment"]``) or after it are not
 part of it.
 """
@@ -39,14 +41,14 @@ from sqlglot.errors import TokenError
 from sqlglot.tokens import TokenType
 
 from transforms.formats import RawPair, ReadReject
-from transforms.formats._common import excerpt, has_bad_unicode
+from transforms.formats._common import MAX_SQL_BYTES, TOO_LONG, excerpt, has_bad_unicode, over_bytes
 
 #: Bytes read from the stream at a time.
 READ_BYTES = 1 << 20
 #: Characters gathered before the tokenizer is run over them.
 CHUNK_CHARS = 1 << 20
-#: Longest statement accepted (characters); longer ones are rejected.
-MAX_STATEMENT_CHARS = 4 << 20
+#: Longest statement accepted (bytes of UTF-8): ``--max_sql_bytes``'s default; longer ones are rejected.
+MAX_STATEMENT_BYTES = MAX_SQL_BYTES
 #: In recovery, how many candidate statement ends are tried before giving up on one.
 _MAX_PROBES = 64
 
@@ -125,12 +127,12 @@ class _ScriptLines:
 class _Splitter:
     """Incremental statement splitter: ``feed`` text, then ``close``."""
 
-    def __init__(self, dialect: Optional[str], chunk_chars: int, max_statement_chars: int):
+    def __init__(self, dialect: Optional[str], chunk_chars: int, max_bytes: int):
         resolved = Dialect.get_or_raise(dialect)
         self._tokenizer = resolved.tokenizer()
         self._lines = _ScriptLines(tsql=type(resolved).__name__.lower() == "tsql")
         self._chunk = chunk_chars
-        self._max = max_statement_chars
+        self._max = max_bytes  # compared with characters while splitting (never more than the bytes)
         self._partial = ""  # input after its last newline, not rewritten yet
         self._buf = ""  # rewritten text that starts right after the last statement end
         self._line = 1  # line number of _buf[0]
@@ -195,7 +197,7 @@ class _Splitter:
                 tokens = self._tokenize(self._buf)
             except TokenError as error:
                 if final or len(self._buf) > self._max:
-                    yield from self._recover(_error_text(error), final)
+                    yield from self._recover(_error_text(error), final, too_long=len(self._buf) > self._max)
                     continue
                 self._next_attempt = 2 * len(self._buf)  # probably cut inside a string: read more
                 return
@@ -206,8 +208,8 @@ class _Splitter:
                 return
             if len(self._buf) > self._max:  # no statement end in sight: give this one up
                 start = len(self._buf) - len(self._buf.lstrip())
-                yield _Unsplittable(self._line_at(start), "statement_too_long",
-                                    f"no statement end within {self._max} characters")
+                yield _Unsplittable(self._line_at(start), TOO_LONG,
+                                    f"no statement end within {self._max} characters (--max_sql_bytes {self._max})")
                 self._consume(len(self._buf))
                 self._discarding = True
                 continue
@@ -240,8 +242,12 @@ class _Splitter:
     def _statement(self, start: int, end: int, gap_start: int) -> Union[Statement, _Unsplittable]:
         line = self._line_at(start)
         if end - start > self._max:
-            return _Unsplittable(line, "statement_too_long", f"{end - start} characters (limit {self._max})")
-        return Statement(self._buf[start:end], line, self._comment_above(gap_start, start))
+            return _Unsplittable(line, TOO_LONG, f"{end - start} characters, over --max_sql_bytes {self._max}")
+        text = self._buf[start:end]
+        size = over_bytes(text, self._max)
+        if size is not None:
+            return _Unsplittable(line, TOO_LONG, f"{size} bytes, over --max_sql_bytes {self._max}")
+        return Statement(text, line, self._comment_above(gap_start, start))
 
     def _comment_above(self, gap_start: int, start: int) -> Optional[str]:
         text = self._buf
@@ -263,13 +269,15 @@ class _Splitter:
         joined = "\n".join(comment).strip()
         return joined or None
 
-    def _recover(self, detail: str, final: bool) -> Iterator[Union[Statement, _Unsplittable]]:
+    def _recover(self, detail: str, final: bool, too_long: bool = False) -> Iterator[Union[Statement, _Unsplittable]]:
         """Emit what can still be split in front of the bad statement, then reject the bad one.
 
         Candidate statement ends are the lines that end with ``;``. The shortest prefix
         ending at a candidate that tokenizes and closes its last statement is emitted,
         and the search goes on after it; when no candidate works, the text up to the
         first candidate (or all of it) is rejected and normal splitting resumes.
+        ``too_long``: the buffer passed the limit; a bad statement with no end within
+        the limit is ``sql_too_long`` rather than ``tokenize_error``.
         """
         buf = self._buf
         base = 0  # good statements before the bad one are emitted without copying the buffer each time
@@ -297,7 +305,12 @@ class _Splitter:
             if first_end is None and not final:
                 self._discarding = True  # the bad statement goes on in text not read yet
             head = buf[base:bad_end]
-            yield _Unsplittable(self._line_at(bad_end - len(head.lstrip())), "tokenize_error", detail)
+            line = self._line_at(bad_end - len(head.lstrip()))
+            if too_long and bad_end - base > self._max:
+                yield _Unsplittable(line, TOO_LONG, f"no statement end within {self._max} characters "
+                                                    f"(--max_sql_bytes {self._max})")
+            else:
+                yield _Unsplittable(line, "tokenize_error", detail)
             self._consume(bad_end)
             return
         self._consume(base)
@@ -316,7 +329,7 @@ def split_statements(text: str, dialect: Optional[str] = None) -> list[Statement
     >>> split_statements("-- how many?\\nSELECT 1")[0].comment
     'how many?'
     """
-    splitter = _Splitter(dialect, CHUNK_CHARS, max(MAX_STATEMENT_CHARS, len(text) + 1))
+    splitter = _Splitter(dialect, CHUNK_CHARS, max(MAX_STATEMENT_BYTES, 4 * len(text) + 1))
     statements = []
     for item in (*splitter.feed(text), *splitter.close()):
         if isinstance(item, _Unsplittable):
@@ -330,7 +343,7 @@ def parse_sql_file(
     path: str,
     dialect: Optional[str] = None,
     *,
-    max_statement_chars: int = MAX_STATEMENT_CHARS,
+    max_sql_bytes: int = MAX_STATEMENT_BYTES,
     chunk_chars: int = CHUNK_CHARS,
 ) -> Iterator[Union[RawPair, ReadReject]]:
     """One ``RawPair`` (source ``log``, origin ``path:line``) per statement of a SQL script.
@@ -339,9 +352,10 @@ def parse_sql_file(
     T-SQL brackets, PostgreSQL dollar quotes); an unknown name raises ``ValueError``.
     Comment lines (``-- …``) directly above a statement go to ``extra["comment"]``.
     Statements holding bytes that are not UTF-8 (``not_utf8``) or a NUL
-    (``nul_byte``) are rejected; the others still come out.
+    (``nul_byte``) are rejected; the others still come out; one over ``max_sql_bytes``
+    is ``sql_too_long``.
     """
-    splitter = _Splitter(dialect, chunk_chars, max_statement_chars)  # raises for a bad dialect now
+    splitter = _Splitter(dialect, chunk_chars, max_sql_bytes)  # raises for a bad dialect now
     return _parse_sql_file(stream, path, splitter)
 
 
