@@ -168,8 +168,12 @@ class Workbench:
     """A generation DoFn's view of the databases: executors, DDL and catalogues, built lazily.
 
     ``database`` is the ``--database`` spec; ``settings`` the executor settings
-    (``timeout_s``, ``max_rows``, ``password_env``). Executors are shared by every DoFn
-    instance of the process through ``apache_beam.utils.shared``.
+    (``timeout_s``, ``max_rows``, ``password_env``, and where given ``max_result_bytes``
+    and ``max_connections``: the executors' defaults otherwise). Executors are shared by
+    every DoFn instance of the process through ``apache_beam.utils.shared``, and so is
+    their connection budget (``ExecutorSet``). A ``db_id`` that is not a plain name
+    cannot select a ``{db_id}`` URL: ``executor`` and ``catalog`` raise ``InvalidDbId``,
+    a ``LookupError`` like an id no ``--database`` entry serves.
     """
 
     def __init__(self, database: str, settings: Mapping[str, Any], schema_patterns: Sequence[str] = (),

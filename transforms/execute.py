@@ -33,7 +33,9 @@ from apache_beam.utils.shared import Shared
 from apache_beam.utils.windowed_value import WindowedValue
 from sqlglot.tokens import TokenType
 
-from adapters.db import DatabaseMap, DatabaseUnavailable, Executor, open_executor, redact
+from adapters.db import DatabaseMap, DatabaseUnavailable, Executor, InvalidDbId, open_executor, redact
+from adapters.db.base import DEFAULT_MAX_RESULT_BYTES
+from adapters.db.retry import ConnectionBudget
 from pipeline.record import Execution, Record
 from transforms import parsing
 from transforms.common import DEAD, NAMESPACE, count, reject
@@ -46,8 +48,18 @@ def default_max_connections() -> int:
     return 4 * (os.cpu_count() or 1)
 
 
+def _close_connection(conn: Any) -> None:
+    """Close a connection the budget gives up; ``retire`` (where there is one) also waits until the server let go."""
+    getattr(conn, "retire", conn.close)()
+
+
 class ExecutorSet:
-    """The executors of one worker process, one per database URL, built on first use."""
+    """The executors of one worker process, one per database URL, built on first use.
+
+    Their connections come from one ``ConnectionBudget`` of ``max_connections``: the
+    bound is the worker's, over every database a ``{db_id}`` URL reaches, not one
+    pool per database (executors of databases without network connections ignore it).
+    """
 
     def __init__(self, settings: dict[str, Any]):
         settings = dict(settings)
@@ -55,6 +67,7 @@ class ExecutorSet:
         if password_env:
             settings["password"] = os.environ.get(password_env)
         self.settings = settings
+        self.budget = ConnectionBudget(settings.get("max_connections", 4), close=_close_connection)
         self._executors: dict[str, Executor] = {}
         self._lock = threading.Lock()
         self._users = 0
@@ -78,6 +91,8 @@ class ExecutorSet:
             executor = self._executors.get(url)
             if executor is None:
                 executor = self._executors[url] = open_executor(url, **self.settings)
+                if hasattr(executor, "use_budget"):
+                    executor.use_budget(self.budget)
             return executor
 
     def close(self) -> None:
@@ -234,7 +249,11 @@ class _ExecuteGroupsFn(beam.DoFn):
         if first.execution is not None:  # settled before this stage (keyed apart): passes through
             yield from records
             return
-        url = self._databases.url_for(first.db_id)
+        try:
+            url = self._databases.url_for(first.db_id)
+        except InvalidDbId as error:  # data that would steer the connection: never substituted, never run
+            yield from self._emit(key, ("invalid_db_id", str(error)), records)
+            return
         if url is None:
             yield from self._emit(key, ("no_database", f"no --database entry serves db_id {first.db_id!r}"), records)
             return
@@ -303,6 +322,11 @@ class ExecuteQueries(beam.PTransform):
     With ``database=None`` (``--validate parse|none``) every record is marked
     ``execution.status = skipped`` and nothing is run.
 
+    ``max_result_bytes``: result rows kept per query, by ``adapters.db.base.row_bytes``
+    (past it the result is ``truncated``), so a worker holds at most about
+    ``max_connections`` × that in results. ``max_connections`` bounds the worker's open
+    connections over all databases together (one ``ConnectionBudget``).
+
     ``hot_threshold``: run queries with at least this many records apart from the
     grouping (see ``_RunHotQueries``); ``None`` groups every query, which is right
     where one worker runs everything: the split would cost a count and a side input
@@ -317,6 +341,7 @@ class ExecuteQueries(beam.PTransform):
         max_rows: int = 10000,
         max_connections: Optional[int] = None,
         password_env: Optional[str] = None,
+        max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
         skip_reason: str = "not executed",
         hot_threshold: Optional[int] = None,
     ):
@@ -324,7 +349,7 @@ class ExecuteQueries(beam.PTransform):
         if hot_threshold is not None and hot_threshold < 1:
             raise ValueError("hot_threshold must be positive")
         self.database = database
-        self.settings = {"timeout_s": timeout_s, "max_rows": max_rows}
+        self.settings = {"timeout_s": timeout_s, "max_rows": max_rows, "max_result_bytes": max_result_bytes}
         # Only the variable's *name* travels with the pipeline; the worker reads the
         # value at setup, so the password is never pickled into the job graph.
         self.settings["password_env"] = password_env

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from typing import Any, NamedTuple, Optional
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from adapters.db.base import DatabaseUnavailable, Executor, UserError, display_url, redact
 
@@ -17,6 +18,7 @@ __all__ = [
     "DatabaseMap",
     "DatabaseUnavailable",
     "Executor",
+    "InvalidDbId",
     "UserError",
     "dialect_for_url",
     "display_url",
@@ -35,7 +37,60 @@ _BACKENDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+#: What a ``db_id`` may be where it goes into a ``{db_id}`` URL: a name, nothing that could add a URL
+#: part or a libpq keyword (no ``?&/%@=:#``, spaces, quotes), not starting with ``.`` or ``-``.
+_DB_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}")
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+class InvalidDbId(LookupError):
+    """A record's ``db_id`` cannot name a database of a ``{db_id}`` URL: it is data, never URL syntax."""
+
+
+def check_db_id(db_id: str) -> str:
+    """``db_id`` if it is a plain name that may go into a ``{db_id}`` URL; ``InvalidDbId`` otherwise.
+
+    >>> check_db_id("car_dealership-2.v1")
+    'car_dealership-2.v1'
+    >>> check_db_id("rel_pg?host=127.0.0.1&port=18901")
+    Traceback (most recent call last):
+    ...
+    adapters.db.InvalidDbId: db_id 'rel_pg?host=127.0.0.1&port=18901' is not a plain name (letters, digits, _ . -)
+    """
+    if not _DB_ID.fullmatch(db_id):
+        raise InvalidDbId(f"db_id {db_id[:80]!r} is not a plain name (letters, digits, _ . -)")
+    return db_id
+
+
+def check_url(url: str) -> str:
+    """``url``, or a ``UserError`` that shows no part of its user information when a parser could choke on it.
+
+    libpq and drivers quote the token they cannot parse: a password with ``%zz`` or a
+    raw ``@`` would reach the message (and stderr) whole or in part. So those are
+    refused here, before anything else parses the URL, with the user information
+    masked entirely.
+
+    >>> check_url("postgresql://bob:p%40ss@db/x")
+    'postgresql://bob:p%40ss@db/x'
+    >>> check_url("postgresql://bob:p@ss@db/x")
+    Traceback (most recent call last):
+    ...
+    pipeline.errors.UserError: database URL 'postgresql://***@db/x' has a raw '@' or '%' in its user name or password: percent-encode it (@ is %40, % is %25)
+    """
+    head, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    netloc = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    userinfo, at, _ = netloc.rpartition("@")
+    if at and ("@" in userinfo or _BAD_PERCENT.search(userinfo)):
+        masked = f"{head}://***@{rest[len(userinfo) + 1:]}"
+        raise UserError(f"database URL {masked!r} has a raw '@' or '%' in its user name or password: "
+                        "percent-encode it (@ is %40, % is %25)")
+    return url
+
+
 def _scheme(url: str) -> str:
+    check_url(url)
     scheme = urlsplit(url).scheme.lower().split("+", 1)[0]
     if scheme not in _BACKENDS:
         known = ", ".join(sorted(_BACKENDS))
@@ -50,7 +105,7 @@ def dialect_for_url(url: str) -> str:
 
 def open_executor(url: str, **kwargs: Any) -> Executor:
     """Build (but do not connect) the executor for ``url``."""
-    module_name, class_name, _ = _BACKENDS[_scheme(url)]
+    module_name, class_name, _ = _BACKENDS[_scheme(url)]  # checks the URL before any driver parses it
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
@@ -67,6 +122,15 @@ class DatabaseMap(NamedTuple):
     'duckdb:///y.duckdb'
     >>> DatabaseMap.parse("postgresql://u@h/{db_id}").url_for("geography")
     'postgresql://u@h/geography'
+
+    A ``db_id`` is data: it selects among databases and never adds to a URL. Into a
+    template goes only a plain name (``check_db_id``); anything else is ``InvalidDbId``.
+    An id no ``db_id=URL`` entry names has no URL (None: the record's ``no_database``).
+
+    >>> DatabaseMap.parse("mysql://u:pw@h/{db_id}").url_for("x@evil:1/y")
+    Traceback (most recent call last):
+    ...
+    adapters.db.InvalidDbId: db_id 'x@evil:1/y' is not a plain name (letters, digits, _ . -)
     """
 
     default: Optional[str] = None
@@ -99,7 +163,9 @@ class DatabaseMap(NamedTuple):
         if self.default:
             return self.default
         if self.template:
-            return self.template.replace("{db_id}", db_id) if db_id else None
+            if not db_id:
+                return None
+            return self.template.replace("{db_id}", quote(check_db_id(db_id), safe=""))
         return dict(self.by_id).get(db_id or "")
 
     def known_urls(self) -> list[str]:
