@@ -125,7 +125,9 @@ def test_a_json_array_with_wrong_types_rejects_only_those_entries(job):
 def test_truncated_files_are_dead_letters_and_what_came_before_is_kept(job):
     assert _dead(job, "truncated.jsonl:2") == {("read", "truncated_json")}
     assert any(pair["origin"].endswith("truncated.jsonl:1") for pair in job.pairs)
-    assert _dead(job, "truncated.json") == {("read", "truncated_json")}  # one document: the file
+    # an array is read element by element: the element cut short is the dead letter, those before it are pairs
+    assert _dead(job, "truncated.json#1") == {("read", "truncated_json")}
+    assert any(pair["origin"].endswith("truncated.json#0") for pair in job.pairs)
     assert _dead(job, "chat_truncated.json") == {("read", "truncated_json")}
 
 
@@ -181,13 +183,18 @@ def test_malformed_chat_parts_are_dead_letters_and_good_calls_become_pairs(job):
 
 @pytest.mark.parametrize("origin, reason", [
     ("missing_sql.parquet", "missing_column:sql"),
-    ("missing_question.parquet", "missing_column:question"),  # seed pairs need their questions
     ("not_really.parquet", "parquet_error"),
     ("wrong_types.parquet#0", "wrong_type:sql"),
     ("wrong_types.parquet#1", "wrong_type:sql"),
 ])
 def test_parquet_with_missing_or_wrong_columns_is_a_dead_letter(job, origin, reason):
     assert _dead(job, origin) == {("read", reason)}
+
+
+def test_a_parquet_seed_without_a_question_column_is_read(job):
+    """Only the SQL column is required, in every format (JSON records without a question are read too)."""
+    assert not any(stage == "read" for stage, _ in _dead(job, "missing_question.parquet#0"))
+    assert _dead(job, "missing_question.parquet") == set()
 
 
 @pytest.mark.parametrize("origin, reason", [

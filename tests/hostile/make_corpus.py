@@ -22,7 +22,7 @@ DEEP = 5000
 #: Statements in the big script.
 MANY_STATEMENTS = 10_000
 #: Size of the big query, in bytes.
-BIG_QUERY_BYTES = 1 << 20
+BIG_QUERY_BYTES = 1_000_000  # "a 1 MB query": just under --max_sql_bytes (1 MiB), so it is read whole
 
 
 def not_utf8_sql(folder: pathlib.Path) -> pathlib.Path:
