@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 from urllib.parse import urlsplit, urlunsplit
 
 from pipeline.errors import UserError
@@ -75,6 +75,136 @@ def display_url(url: str) -> str:
     return urlunsplit((parts.scheme, f"{user}:***@{netloc}", parts.path, parts.query, parts.fragment))
 
 
+#: Characters of a database's error message kept in a record (the error class and code come on top).
+MAX_ERROR_CHARS = 500
+#: A message is cut to this before redaction, so that a huge quoted value costs no more than this.
+_ERROR_SCAN_CHARS = 8192
+#: Text a database puts between two quoted names (``column "a" of relation "b"``), kept as is.
+_CONNECTORS = frozenset({" in ", " of relation ", " of table ", " for column ", " for key ", " and ", " or ",
+                         ", ", " to ", " at ", " on ", " from ", " near "})
+#: MySQL's names for the parts of a query, which it quotes (``Unknown column 'x' in 'field list'``).
+_MESSAGE_WORDS = frozenset({"field list", "where clause", "on clause", "order clause", "group statement",
+                            "having clause", "from clause", "window clause"})
+#: A single quote between two letters is an apostrophe (``doesn't``), not the start of a value.
+_SINGLE_QUOTE = re.compile(r"(?<![A-Za-z])'|'(?![A-Za-z])")
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][\w$]*\Z")
+
+
+def _known(piece: str, known: str) -> bool:
+    """Whether ``piece`` is text that ``known`` holds, or a dotted name (``db.table``) of names it holds.
+
+    Parts of a dotted name must be identifiers found as whole words: digits found
+    anywhere in a query would otherwise let ``10.0.0.12`` pass.
+    """
+    piece = piece.lower()
+    if piece in known:
+        return True
+    parts = piece.split(".")
+    return len(parts) > 1 and all(
+        _IDENTIFIER.match(part) and re.search(rf"(?<![\w$]){re.escape(part)}(?![\w$])", known) for part in parts)
+
+
+def _redact_between(message: str, quote: str, known: str) -> str:
+    """``redact_values`` for one quote character."""
+    parts = _SINGLE_QUOTE.split(message) if quote == "'" else message.split(quote)
+    if len(parts) == 1:
+        return message
+    head, middle = parts[0], parts[1:]
+    # An even number of quotes leaves text after the last one outside every value; an odd
+    # number means the last value runs to the end (the database or our length cap cut it).
+    tail = middle.pop() if len(parts) % 2 else None
+    kept: list[str] = []
+    for index, piece in enumerate(middle):
+        if index % 2 == 0:  # a quoted value
+            kept.append(piece if _known(piece, known) or piece in _MESSAGE_WORDS else "***")
+        elif piece.lower() in known or piece in _CONNECTORS:  # text between two quoted values
+            kept.append(piece)
+        else:  # not the database's wording: quotes inside a value, which runs on to the last quote
+            return head + quote + quote.join(kept) + quote + " ***" + (tail or "")
+    return head + quote + quote.join(kept) + ("" if tail is None else quote + tail)
+
+
+def redact_values(message: str, known: str) -> str:
+    """Replace with ``***`` every quoted value in a database message that is not text from ``known``.
+
+    Databases quote the offending value in their messages (``invalid input syntax for
+    type integer: "<a password hash>"``, MariaDB's ``XPATH syntax error: '<a server
+    path>'``), so an error can carry any data the query can read into the rejects
+    file. Quoted text that ``known`` (the query's own text) holds is not new to anyone
+    and stays, so that names in ``column "nme" does not exist`` or a syntax error's
+    ``near '…'`` remain useful. A value with quotes inside it cannot pass for the
+    message's own words: from the first text between two quoted parts that is neither
+    the query's nor the database's wording (``_CONNECTORS``) to the last quote, all
+    is redacted. (A query can still test a guess by naming it, as it can by its row count:
+    this keeps data out of files, it does not hide it from the query.)
+
+    >>> redact_values('invalid input syntax for type integer: "SCRAM-SHA-256$4096:abc"', "SELECT CAST(x AS INT)")
+    'invalid input syntax for type integer: "***"'
+    >>> redact_values("XPATH syntax error: '~/var/lib/mysql/'", "SELECT updatexml(1, 'x', 1)")
+    "XPATH syntax error: '***'"
+    >>> redact_values('column "nme" does not exist', "SELECT NME FROM t")
+    'column "nme" does not exist'
+    >>> redact_values("Table 'shop.nope' doesn't exist", "SELECT * FROM nope; shop")
+    "Table 'shop.nope' doesn't exist"
+    >>> redact_values("XPATH syntax error: '~10.0.0.12'", "SELECT 0x7e, '~10', 0, 12 -- 10.0.0.1")
+    "XPATH syntax error: '***'"
+    >>> redact_values("Unknown column 'x' in 'field list'", "SELECT x FROM t")
+    "Unknown column 'x' in 'field list'"
+    >>> redact_values('value: ""secret""', "SELECT quote_ident(pw)")
+    'value: "" ***'
+    >>> redact_values('column "nme" not found! Candidates: "name"', "SELECT nme FROM t")
+    'column "nme" ***'
+    >>> redact_values('cut short: "secre', "SELECT 1")
+    'cut short: "***'
+    """
+    known = known.lower()
+    for quote in ('"', "'", "`"):
+        if quote in message:
+            message = _redact_between(message, quote, known)
+    return message
+
+
+def error_text(kind: str, message: Union[str, Sequence[str]], known: str = "", code: Optional[str] = None) -> str:
+    """What a record says about a failed query: the error class, the message without its
+    data (``redact_values``, each part of a message on its own) or passwords
+    (``redact``), on one line and at most ``MAX_ERROR_CHARS`` long, and the database's
+    error code, kept whatever the cut.
+
+    >>> error_text("InvalidTextRepresentation", 'invalid input syntax for type integer: "s3cret"',
+    ...            "SELECT CAST(pw AS INT)", "SQLSTATE 22P02")
+    'InvalidTextRepresentation: invalid input syntax for type integer: "***" (SQLSTATE 22P02)'
+    >>> error_text("UndefinedColumn", ['column "nme" does not exist', '(hint: the column "artist.name")'],
+    ...            "SELECT nme FROM artist")
+    'UndefinedColumn: column "nme" does not exist (hint: the column "***")'
+    >>> len(error_text("E", "x" * 10_000))
+    503
+    """
+    parts = [message] if isinstance(message, str) else message
+    text = " ".join(redact_values(" ".join(part[:_ERROR_SCAN_CHARS].split()), known) for part in parts)
+    text = redact(text.strip())[:MAX_ERROR_CHARS].rstrip()
+    text = f"{kind}: {text}" if text else kind
+    return f"{text} ({code})" if code else text
+
+
+def message_parts(error: BaseException) -> list[str]:
+    """A database error's message, in the parts the driver keeps apart (redacted one by one).
+
+    psycopg's diagnostics hold the primary message and the hint separately (the
+    PostgreSQL executor re-raises a plain copy, whose context is the original): a
+    quoted name in the hint must not make the primary message look like one long
+    value. Other errors are one part.
+    """
+    for candidate in (error, error.__cause__, error.__context__):
+        diag = getattr(candidate, "diag", None)
+        primary = getattr(diag, "message_primary", None)
+        if isinstance(primary, str) and primary:
+            hint = getattr(diag, "message_hint", None)
+            return [primary] + ([f"(hint: {hint})"] if isinstance(hint, str) and hint else [])
+    return [str(error)]
+
+
 class Executor:
     """Runs single read-only queries against one database.
 
@@ -110,6 +240,15 @@ class Executor:
     def _is_timeout(self, error: BaseException) -> bool:
         return False
 
+    def _error_code(self, error: BaseException) -> Optional[str]:
+        """The database's code for ``error`` (psycopg's ``sqlstate``), shown after its message."""
+        sqlstate = getattr(error, "sqlstate", None)
+        return f"SQLSTATE {sqlstate}" if isinstance(sqlstate, str) and sqlstate else None
+
+    def _known_text(self) -> str:
+        """Text besides the query that error messages may quote as is (a database name)."""
+        return ""
+
     def check(self) -> None:
         """Connect once and fail with ``DatabaseUnavailable`` (redacted) if the database is unreachable."""
         raise NotImplementedError
@@ -128,8 +267,7 @@ class Executor:
         except Exception as error:  # noqa: BLE001 - every query failure becomes a status
             elapsed = (time.perf_counter() - started) * 1000.0
             status = "timeout" if self._is_timeout(error) else "error"
-            message = redact(f"{type(error).__name__}: {error}".strip())
-            return Execution(status=status, error=message[:500], elapsed_ms=round(elapsed, 3))
+            return Execution(status=status, error=self.describe_error(error, sql), elapsed_ms=round(elapsed, 3))
         elapsed = (time.perf_counter() - started) * 1000.0
         return Execution(
             status="ok",
@@ -139,6 +277,12 @@ class Executor:
             elapsed_ms=round(elapsed, 3),
             truncated=truncated,
         )
+
+    def describe_error(self, error: BaseException, sql: str) -> str:
+        """``error`` (raised by ``sql``) as a record may hold it: class, code, message without data."""
+        kind = getattr(error, "kind", None) or type(error).__name__
+        known = f"{sql}\n{self._known_text()}"
+        return error_text(str(kind), message_parts(error), known, self._error_code(error))
 
     def fetch_rows(self, sql: str) -> tuple[list[str], list[Sequence[Any]]]:
         """Columns and (capped) rows of a read-only query, for sampling values and schema hints.

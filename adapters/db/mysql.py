@@ -24,10 +24,21 @@ refused by the server (PyMySQL does not ask for ``CLIENT_MULTI_STATEMENTS``), an
 the executor runs only texts that start with SELECT/WITH/VALUES/TABLE and have no
 ``INTO OUTFILE``/``DUMPFILE`` and no executable comment (:func:`refusal` — what a
 read-only transaction does not stop on MySQL). Rows are read with ``fetchmany``
-(``base.fetch_capped``); when the cap cuts a result the connection is closed
-instead of reading the rest (an unbuffered cursor would otherwise drain every
-remaining row). Lost connections are retried a bounded number of times
-(``adapters.db.retry``).
+(``base.fetch_capped``, at most ``max_rows`` rows and ``max_result_bytes`` of them);
+when a cap cuts a result the connection is closed instead of reading the rest (an
+unbuffered cursor would otherwise drain every remaining row). Lost connections are
+retried a bounded number of times (``adapters.db.retry``).
+
+The server's time limit only helps while the server answers. Every wait of the client
+is bounded too: connecting (TCP, handshake and session setup) by ``CONNECT_TIMEOUT_S``
+or the query deadline, whichever is shorter; each read and write of a query (START
+TRANSACTION, the query, each fetch, the ROLLBACK) by ``timeout_s`` plus a small margin
+(:func:`client_wait_s`). A connection that passes it is closed, and a fresh connection
+asks the server what became of its session: still running the query (the server did
+not stop it — it is killed, and the record is a ``timeout``), or idle or gone (the
+answer was lost on the way: the query is retried on a fresh connection). When no fresh
+connection can be had, the server counts as refusing and the reconnect back-off ends
+in ``database_unavailable``, after which queries fail at once for the cool-down.
 
 URL: ``mysql://user[:password]@host[:port]/database`` (``mariadb://`` too;
 ``?unix_socket=/path`` and ``?charset=`` are honoured). The ``password`` argument
@@ -44,7 +55,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from adapters.db.base import DatabaseUnavailable, Executor, UserError, display_url, fetch_capped, redact
 from adapters.db.retry import ConnectionLost, Reconnector, one_line
 
-#: Seconds to wait for a new connection (and for a free pool slot).
+#: Seconds to wait for a new connection at most (TCP connect, handshake, session setup).
 CONNECT_TIMEOUT_S = 5
 #: Connection attempts per query before the database counts as unavailable.
 ATTEMPTS = 3
@@ -95,8 +106,20 @@ def refusal(sql: str) -> Optional[str]:
     return None
 
 
+def client_wait_s(timeout_s: float) -> float:
+    """How long the client waits for any one answer of the server during a query.
+
+    A little more than the server's own statement limit, so that the server's
+    timeout error (a ``timeout`` record that keeps the connection) arrives first.
+
+    >>> client_wait_s(1), client_wait_s(30)
+    (2.1, 34.0)
+    """
+    return round(timeout_s + 1.0 + 0.1 * timeout_s, 3)
+
+
 class MySqlClientTimeout(Exception):
-    """The server sent nothing for much longer than the statement time limit."""
+    """The server did not stop a query at its limit: the client gave up waiting and killed it."""
 
 
 def _error_code(error: BaseException) -> Optional[int]:
@@ -112,19 +135,37 @@ def _is_lost(error: BaseException) -> bool:
     return isinstance(error, pymysql.err.OperationalError) and _error_code(error) in _LOST_CODES
 
 
-def _message(error: BaseException) -> str:
-    """``ProgrammingError 1146: Table 'x.y' doesn't exist`` rather than a tuple's repr."""
+def _timed_out(error: BaseException) -> bool:
+    """PyMySQL turns a socket timeout into "Lost connection … (timed out)"."""
+    return isinstance(error.__context__, TimeoutError) or "timed out" in str(error)
+
+
+def _server_text(error: BaseException) -> str:
+    """The server's message without PyMySQL's tuple around it."""
     code, args = _error_code(error), getattr(error, "args", ())
-    text = args[1] if code is not None and len(args) > 1 else str(error)
-    return one_line(f"{code}: {text}" if code is not None else text)
+    return one_line(args[1] if code is not None and len(args) > 1 else str(error))
+
+
+def _message(error: BaseException) -> str:
+    """``1146: Table 'x.y' doesn't exist`` rather than a tuple's repr."""
+    code = _error_code(error)
+    return f"{code}: {_server_text(error)}" if code is not None else _server_text(error)
+
+
+def _lost(message: str, *, refused: bool) -> ConnectionLost:
+    """A ``ConnectionLost``; ``refused`` says no connection could be had (False: one broke)."""
+    lost = ConnectionLost(message)
+    lost.refused = refused  # set, not passed: older ``retry`` versions take no such argument
+    return lost
 
 
 class MySqlQueryError(Exception):
-    """A query's own failure, with the server's code and message."""
+    """A query's own failure: PyMySQL's error class (``kind``), the server's error number and message."""
 
-    def __init__(self, code: Optional[int], message: str):
+    def __init__(self, code: Optional[int], message: str, kind: Optional[str] = None):
         super().__init__(message)
         self.code = code
+        self.kind = kind
 
 
 def _rolled_back(connection: Any) -> bool:
@@ -137,18 +178,22 @@ def _rolled_back(connection: Any) -> bool:
 
 
 class _Pool:
-    """At most ``size`` connections; idle ones are reused last-in first-out. Thread-safe."""
+    """At most ``size`` connections; idle ones are reused last-in first-out. Thread-safe.
 
-    def __init__(self, connect: Callable[[], Any], size: int):
+    A slot is waited for at most ``wait_s``: as long as the slowest holder can keep one.
+    """
+
+    def __init__(self, connect: Callable[[], Any], size: int, wait_s: float):
         self._connect = connect
         self._slots = threading.BoundedSemaphore(size)
+        self._wait_s = wait_s
         self._idle: list[Any] = []
         self._lock = threading.Lock()
         self._closed = False
 
     def acquire(self) -> Any:
-        if not self._slots.acquire(timeout=CONNECT_TIMEOUT_S):
-            raise ConnectionLost(f"no free connection after {CONNECT_TIMEOUT_S} s")
+        if not self._slots.acquire(timeout=self._wait_s):
+            raise ConnectionLost(f"no free connection after {self._wait_s:g} s")
         try:
             with self._lock:
                 connection = self._idle.pop() if self._idle else None
@@ -207,6 +252,9 @@ class MySqlExecutor(Executor):
     def __init__(self, url: str, **kwargs: Any):
         super().__init__(url, **kwargs)
         self._display = display_url(url)
+        #: Each read or write of a query; connecting (handshake included) waits no longer than either.
+        self._wait_s = client_wait_s(self.timeout_s)
+        self._connect_s = min(float(CONNECT_TIMEOUT_S), self._wait_s)
         self._params = self._connect_params(url)
         self._lock = threading.Lock()
         self._pool: Optional[_Pool] = None
@@ -229,10 +277,12 @@ class MySqlExecutor(Executor):
             "password": self.password if self.password is not None else unquote(parts.password or ""),
             "database": database,
             "charset": query.get("charset", "utf8mb4"),
-            "connect_timeout": CONNECT_TIMEOUT_S,
-            # The server stops a statement at timeout_s; the client only gives up on a silent server.
-            "read_timeout": self.timeout_s + 30,
-            "write_timeout": self.timeout_s + 30,
+            # PyMySQL reads the handshake with read_timeout: a server that accepts and says
+            # nothing must not hold a new connection longer than connecting may take.
+            # ``_connect`` switches to the query's wait once the session is set up.
+            "connect_timeout": self._connect_s,
+            "read_timeout": self._connect_s,
+            "write_timeout": self._connect_s,
             "autocommit": True,
         }
         if "unix_socket" in query:
@@ -246,7 +296,9 @@ class MySqlExecutor(Executor):
         try:
             connection = pymysql.connect(cursorclass=pymysql.cursors.SSCursor, **self._params)
         except pymysql.err.MySQLError as error:
-            raise ConnectionLost(f"cannot connect: {_message(error)}") from error
+            if _timed_out(error):
+                raise _lost(f"cannot connect: no answer within {self._connect_s:g} s", refused=True) from None
+            raise _lost(f"cannot connect: {_message(error)}", refused=True) from error
         try:
             with connection.cursor(pymysql.cursors.Cursor) as cursor:
                 for statement in self._session_setup(connection):
@@ -254,9 +306,13 @@ class MySqlExecutor(Executor):
         except pymysql.err.MySQLError as error:
             _force_close(connection)
             if _is_lost(error):
-                raise ConnectionLost(f"session setup: {_message(error)}") from error
+                reason = f"no answer within {self._connect_s:g} s" if _timed_out(error) else _message(error)
+                raise _lost(f"session setup: {reason}", refused=True) from None
             raise DatabaseUnavailable(redact(f"{self._display}: cannot set up a read-only session: "
                                              f"{_message(error)}")) from None
+        # From now on each wait is a query's: its limit plus a margin. PyMySQL reads these
+        # two attributes before every read and write (there is no public setter).
+        connection._read_timeout = connection._write_timeout = self._wait_s
         return connection
 
     def _session_setup(self, connection: Any) -> list[str]:
@@ -273,7 +329,7 @@ class MySqlExecutor(Executor):
     def _get_pool(self) -> _Pool:
         with self._lock:
             if self._pool is None:
-                self._pool = _Pool(self._connect, max(1, self.max_connections))
+                self._pool = _Pool(self._connect, max(1, self.max_connections), self._wait_s + self._connect_s)
             return self._pool
 
     def _drop_idle(self) -> None:
@@ -313,7 +369,7 @@ class MySqlExecutor(Executor):
             cursor.execute("START TRANSACTION READ ONLY")
             cursor.execute(sql)
             columns = [d[0] for d in cursor.description or ()]
-            rows, truncated = fetch_capped(cursor, self.max_rows, FETCH_BATCH)
+            rows, truncated = fetch_capped(cursor, self.max_rows, FETCH_BATCH, max_bytes=self.max_result_bytes)
             if truncated:  # rows are left unread: drop the connection rather than drain them
                 _abandon(cursor)
             else:
@@ -323,15 +379,53 @@ class MySqlExecutor(Executor):
             return columns, [tuple(row) for row in rows], truncated
         except pymysql.err.MySQLError as error:
             if _is_lost(error):
-                if "timed out" in str(error):
-                    raise MySqlClientTimeout(f"no answer from the server within {self.timeout_s + 30:g} s") from None
-                raise ConnectionLost(_message(error)) from error
+                if _timed_out(error):
+                    self._after_silence(connection)
+                raise _lost(_message(error), refused=False) from error
             reusable = _rolled_back(connection)
-            raise MySqlQueryError(_error_code(error), _message(error)) from None
+            raise MySqlQueryError(_error_code(error), _server_text(error), type(error).__name__) from None
         finally:
             pool.release(connection, reusable)
+
+    def _after_silence(self, connection: Any) -> None:
+        """The server said nothing for ``_wait_s``: find out why, from a fresh connection.
+
+        Raises ``MySqlClientTimeout`` when our session is still running the query (it
+        is killed: the server did not stop it), ``ConnectionLost`` (refused) when no
+        fresh connection can be had; returns when the session is idle or gone (the
+        answer was lost on the way), for the caller to retry.
+        """
+        import pymysql
+
+        thread_id = getattr(connection, "server_thread_id", None)
+        _force_close(connection)
+        try:
+            probe = self._connect()
+        except (ConnectionLost, DatabaseUnavailable):
+            raise _lost(f"no answer within {self._wait_s:g} s, and no new connection", refused=True) from None
+        try:
+            with probe.cursor(pymysql.cursors.Cursor) as cursor:
+                cursor.execute("SELECT COMMAND FROM information_schema.PROCESSLIST WHERE ID = %s",
+                               (int(thread_id[0]) if thread_id else -1,))
+                row = cursor.fetchone()
+                if row is None or str(row[0]).lower() == "sleep":
+                    return
+                cursor.execute(f"KILL {int(thread_id[0])}")  # our own session, which we have closed
+        except pymysql.err.MySQLError:
+            return  # the server answers again: treat it as a lost connection
+        finally:
+            _force_close(probe)
+        raise MySqlClientTimeout(f"the server did not stop the query at its limit; no answer within "
+                                 f"{self._wait_s:g} s, the query was killed")
 
     def _is_timeout(self, error: BaseException) -> bool:
         if isinstance(error, MySqlClientTimeout):
             return True
         return isinstance(error, MySqlQueryError) and error.code in _TIMEOUT_CODES
+
+    def _error_code(self, error: BaseException) -> Optional[str]:
+        code = getattr(error, "code", None) if isinstance(error, MySqlQueryError) else _error_code(error)
+        return f"MySQL error {code}" if isinstance(code, int) else None
+
+    def _known_text(self) -> str:
+        return str(self._params["database"])  # MySQL names tables as 'database.table' in messages

@@ -1,18 +1,112 @@
-"""SQLite executor: a read-only URI connection per thread, interrupted at the deadline."""
+"""SQLite executor: a read-only URI connection per thread, interrupted at the deadline.
+
+A progress handler stops a query between steps of SQLite's virtual machine, but one
+step can be a single function call that runs on its own: ``printf('%.*c', 900000000,
+'x')``, ``zeroblob``, ``randomblob``, ``replace`` or ``group_concat`` building a huge
+value ran for 30 s and took 10 GB. SQLite's own limits stop those: no string, blob or
+row may be longer than ``max_result_bytes`` (a value that size could not be kept in a
+result anyway), and the query text no longer either (:func:`limits`). Past the limit
+SQLite raises "string or blob too big" at once. ``printf``/``format`` returns NULL
+instead, but only after a loop as long as a ``%c``'s precision (4 s for 900 million):
+they are replaced by a wrapper that returns that NULL at once (:func:`printf_too_big`)
+and lets SQLite's own ``printf`` format everything else. What this does not bound is
+a function that is slow without being large: ``instr`` on a 1 MB string and a 0.5 MB
+needle that nearly matches takes ~20 s in one call.
+"""
 
 from __future__ import annotations
 
+import math
+import re
 import sqlite3
 import threading
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Optional, Sequence
 from urllib.parse import quote, urlsplit
 
 from adapters.db.base import DatabaseUnavailable, Executor, UserError, fetch_capped
 
 
+#: The smallest length limit, whatever ``max_result_bytes``: ordinary values must still be readable.
+MIN_LENGTH_LIMIT = 1024 * 1024
+
+
 class _Deadline(Exception):
     pass
+
+
+def limits(max_result_bytes: int) -> dict[int, int]:
+    """SQLite run-time limits (``Connection.setlimit``) for a result cap of ``max_result_bytes``.
+
+    >>> limits(16 * 1024 * 1024)[sqlite3.SQLITE_LIMIT_LENGTH]
+    16777216
+    >>> limits(10)[sqlite3.SQLITE_LIMIT_SQL_LENGTH] == MIN_LENGTH_LIMIT
+    True
+    """
+    length = min(max(int(max_result_bytes), MIN_LENGTH_LIMIT), 2**31 - 1)
+    return {sqlite3.SQLITE_LIMIT_LENGTH: length, sqlite3.SQLITE_LIMIT_SQL_LENGTH: length}
+
+
+# One printf conversion: flags, width (digits or *), precision (. digits or .*), length, type.
+_PRINTF_SPEC = re.compile(r"%[-+ #0!,]*(\*|\d+)?(?:\.(\*|\d*))?l*(.)", re.DOTALL)
+# Conversions whose precision can only shorten the output (the most characters of a string kept).
+_SHORTENING = frozenset("szqQw")
+_NUMBER_PREFIX = re.compile(r"\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+def _int_arg(value: Any) -> int:
+    """The size a ``*`` argument can stand for, at least as large as SQLite would read it."""
+    if isinstance(value, bool) or value is None:
+        return int(bool(value))
+    if isinstance(value, int):
+        return abs(value)
+    if isinstance(value, float):
+        return abs(int(value)) if math.isfinite(value) else 2**63
+    text = value.decode("latin-1") if isinstance(value, (bytes, bytearray, memoryview)) else str(value)
+    match = _NUMBER_PREFIX.match(text)
+    if match is None:
+        return 0
+    number = float(match.group(0))
+    return abs(int(number)) if math.isfinite(number) else 2**63
+
+
+def printf_too_big(args: Sequence[Any], limit: int) -> bool:
+    """Whether ``printf(*args)`` asks for a width or precision whose output passes ``limit``.
+
+    SQLite's own ``printf`` then returns NULL, but only after looping over every
+    character it was asked for; the answer is the same, without the loop.
+
+    >>> printf_too_big(("%.*c", 900000000, "x"), 16 * 2**20)
+    True
+    >>> printf_too_big(("%d|%.*s|%5.2f", 3_000_000_000, 900000000, "abc", 1.5), 16 * 2**20)
+    False
+    >>> printf_too_big(("%%%020000000d", 1), 16 * 2**20)
+    True
+    """
+    if not args or not isinstance(args[0], str):
+        return False
+    rest = iter(args[1:])
+    for spec in _PRINTF_SPEC.finditer(args[0]):
+        width, precision, conversion = spec.groups()
+        if conversion == "%" and width is None and precision is None:
+            continue
+        width_n = _int_arg(next(rest, 0)) if width == "*" else int(width or 0)
+        precision_n = _int_arg(next(rest, 0)) if precision == "*" else int(precision or 0)
+        if conversion != "%":
+            next(rest, None)  # the value it formats
+        if width_n > limit or (precision_n > limit and conversion not in _SHORTENING):
+            return True
+    return False
+
+
+def _bounded_printf(helper: sqlite3.Connection, limit: int) -> Callable[..., Optional[str]]:
+    """``printf`` for a connection: NULL at once past ``limit``, else SQLite's own on ``helper``."""
+    def printf(*args: Any) -> Optional[str]:
+        if not args or printf_too_big(args, limit):
+            return None
+        return helper.execute(f"SELECT printf({', '.join('?' * len(args))})", args).fetchone()[0]
+
+    return printf
 
 
 def sqlite_path(url: str) -> str:
@@ -44,8 +138,17 @@ class SqliteExecutor(Executor):
         uri = f"file:{quote(self.path)}?mode=ro"
         try:
             connection = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            helper = sqlite3.connect(":memory:", check_same_thread=False)  # formats for the printf wrapper
+            for category, limit in limits(self.max_result_bytes).items():
+                for target in (connection, helper):
+                    target.setlimit(category, min(limit, target.getlimit(category)))
+            printf = _bounded_printf(helper, connection.getlimit(sqlite3.SQLITE_LIMIT_LENGTH))
+            for name in ("printf", "format"):
+                connection.create_function(name, -1, printf, deterministic=True)
             connection.execute("PRAGMA query_only = 1")
             connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            with self._lock:
+                self._connections.append(helper)  # closed with the others
         except sqlite3.Error as error:
             raise DatabaseUnavailable(f"cannot open SQLite database {self.path!r} read-only: {error}") from error
         return connection
@@ -73,7 +176,7 @@ class SqliteExecutor(Executor):
         try:
             cursor = connection.execute(sql)
             columns = [d[0] for d in cursor.description or ()]
-            rows, truncated = fetch_capped(cursor, self.max_rows)
+            rows, truncated = fetch_capped(cursor, self.max_rows, max_bytes=self.max_result_bytes)
             cursor.close()
             return columns, rows, truncated
         except sqlite3.OperationalError as error:
