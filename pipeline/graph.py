@@ -1,4 +1,4 @@
-"""The job's graph: read → normalize → instantiate → classify → describe → execute → filter → dedup → write.
+"""The job's graph: read → normalize → instantiate → classify → execute → filter → dedup → describe → write.
 
 Every stage is a PTransform from ``transforms/`` with a ``records`` main output and a
 ``dead`` side output; this module only wires them and collects the dead letters,
@@ -15,7 +15,7 @@ from pipeline.record import DeadLetter, Record, dead_letter_to_json, record_to_j
 from transforms.classify import ClassifyDifficulty
 from transforms.conversations import WriteConversations
 from transforms.dedup import DedupPairs
-from transforms.describe import DescribeQuestions
+from transforms.describe import DedupBeforeQuestions, DescribeQuestions, merges_after_questions
 from transforms.execute import HOT_QUERY_RECORDS, ExecuteQueries
 from transforms.exports import WriteRejectsSet
 from transforms.filter import FilterPairs, FilterSettings
@@ -125,12 +125,10 @@ def build(p: beam.Pipeline, config: JobConfig) -> dict[str, beam.PCollection]:
     instantiated = normalized.records | "InstantiateParameters" >> InstantiateParameters(
         config.database, config.instantiate, timeout_s=config.timeout_s, password_env=config.password_env)
     classified = instantiated.records | "ClassifyDifficulty" >> ClassifyDifficulty()
-    describe = WriteQuestions(config.questions) if config.questions is not None else DescribeQuestions()
-    described = classified.records | "DescribeQuestions" >> describe
     # templates Instantiate could not fill were checked there already: Execute passes them through;
     # a query repeated HOT_QUERY_RECORDS times or more runs apart, so no worker gets all its records
     hot_threshold = HOT_QUERY_RECORDS if config.spread_records else None
-    executed = described.records | "ExecuteQueries" >> ExecuteQueries(
+    executed = classified.records | "ExecuteQueries" >> ExecuteQueries(
         config.database,
         timeout_s=config.timeout_s,
         max_rows=config.max_rows,
@@ -142,8 +140,14 @@ def build(p: beam.Pipeline, config: JobConfig) -> dict[str, beam.PCollection]:
     )
     ran = executed.records
     filtered = ran | "FilterPairs" >> FilterPairs(config.filter)
-    validated = filtered.records
-    if generation is not None and generation.evolves:
+    # Paid work once per distinct validated unit: dedup first, then questions (rules or model, and
+    # --context segmented rewriting) for the representatives only; a key holding the question merges again below
+    deduped = filtered.records | "DedupPairs" >> DedupBeforeQuestions(config.dedup)
+    describe = WriteQuestions(config.questions) if config.questions is not None else DescribeQuestions()
+    described = deduped | "DescribeQuestions" >> describe
+    validated = described.records
+    evolves = generation is not None and generation.evolves
+    if evolves:
         # Evolved pairs go through normalize → classify → execute → filter again (a Beam graph cannot loop);
         # that chain's dead letters are filed under stage "revalidate", the rejecting stage kept in the reason.
         from transforms.evolve import EvolvePairs
@@ -162,13 +166,15 @@ def build(p: beam.Pipeline, config: JobConfig) -> dict[str, beam.PCollection]:
         dead_letters += [evolved.dead, revalidated]
         gen_notes.append(evolved.notes)
         validated = gen_steps["evolve"] = (validated, refiltered.records) | "WithEvolved" >> beam.Flatten()
-    deduped = pairs = validated | "DedupPairs" >> DedupPairs(config.dedup)
+    pairs, merge_steps = validated, {}
+    if merges_after_questions(config.dedup) or (evolves and config.dedup != "none"):  # written or evolved pairs
+        pairs = merge_steps["merge"] = validated | "MergeQuestions" >> DedupPairs(config.dedup)
     if near_dup_applies(config.dedup):  # phrasings of one SQL that say nearly the same thing
-        deduped = pairs = deduped | "MergeNearDuplicates" >> MergeNearDuplicates(config.near_dup_threshold)
+        pairs = merge_steps["merge"] = pairs | "MergeNearDuplicates" >> MergeNearDuplicates(config.near_dup_threshold)
     if generation is not None and generation.consistency:  # after dedup: one blind answer per distinct pair
         from transforms.consistency import RoundTripConsistency
 
-        checked = (deduped, teachings) | "RoundTripConsistency" >> RoundTripConsistency(generation)
+        checked = (pairs, teachings) | "RoundTripConsistency" >> RoundTripConsistency(generation)
         pairs = gen_steps["consistency"] = checked.records
         dead_letters.append(checked.dead)
     notes = [instantiated[NOTES], *gen_notes]
@@ -201,10 +207,11 @@ def build(p: beam.Pipeline, config: JobConfig) -> dict[str, beam.PCollection]:
         "normalize": normalized.records,
         "instantiate": instantiated.records,
         "classify": classified.records,
-        "describe": described.records,
         "execute": ran,
         "filter": filtered.records,
         "dedup": deduped,
+        "describe": described.records,
+        **merge_steps,
     }
     steps.update(gen_steps)
     if config.instantiate.max_per_template:

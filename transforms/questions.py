@@ -16,6 +16,12 @@ standalone question. Either way the pair comes out standalone (``context`` empty
 Calls go through ``RunInference`` with ``adapters.llm.handler.LlmModelHandler``:
 concurrent, retried, throttled, cached and metered there. Records that already have a
 question pass straight through.
+
+The graph runs this after execute → filter → dedup (``transforms.describe``), so it sees
+each distinct validated pair once: ``questions_per_sql`` requests per record that reaches
+it, never one for SQL that failed or for a repeat that dedup merged. Each record reaching
+a model stage counts ``llm.<stage>.records``; the report's ``llm`` section shows it next to
+the requests (retries and repairs are counted apart, as ``calls`` and ``repairs``).
 """
 
 from __future__ import annotations
@@ -40,6 +46,11 @@ _LOGGER = logging.getLogger(__name__)
 
 #: Dead-letter stage of this transform.
 STAGE = "llm"
+#: What the chat reader keeps with ``--context segmented``: the model decides from the last few
+#: turns whether a question follows on from them (bounded: never the whole conversation).
+SEGMENT_CONTEXT = "window:6"
+#: Counters ``llm.<stage>.records``: the records that reached a model stage (beside its requests).
+LLM_PREFIX = "llm."
 #: OmniSQL's question styles, with the instruction each adds to the prompt.
 STYLES: dict[str, str] = {
     "formal": "formal, precise English, as in a written report request",
@@ -289,8 +300,10 @@ class _BuildTasksFn(beam.DoFn):
     def process(self, record: Record) -> Iterator:
         try:
             if _needs_segmenting(record, self.settings):
+                count(f"{LLM_PREFIX}segment.records")
                 yield segment_task(record)
             else:
+                count(f"{LLM_PREFIX}questions.records")
                 yield question_task(record, self._tables(record), self.settings)
         except Exception as error:  # noqa: BLE001 - never lose the record
             yield reject(STAGE, "prompt_failed", f"{type(error).__name__}: {str(error)[:300]}", record)
@@ -469,6 +482,22 @@ def llm_usage(result: Any, settings: QuestionSettings) -> Optional[dict[str, Any
             totals[name] = totals.get(name, 0) + int(value or 0)
     usage = usage_report(totals, settings.llm.price_in, settings.llm.price_out)
     usage.update(backend=settings.llm.backend, model=settings.llm.model_name)
+    return with_records(usage, totals)
+
+
+def with_records(usage: dict[str, Any], counters: Mapping[str, int]) -> dict[str, Any]:
+    """Put each stage's ``records`` (those that reached it) and ``requests_per_record`` beside its requests.
+
+    >>> usage = {"stages": {"questions": {"requests": 6}}, "total": {"requests": 6}}
+    >>> with_records(usage, {"llm.questions.records": 3})["stages"]["questions"]
+    {'requests': 6, 'records': 3, 'requests_per_record': 2.0}
+    """
+    for name, value in sorted(counters.items()):
+        parts = name.split(".")
+        if len(parts) == 3 and parts[0] == "llm" and parts[2] == "records" and value:
+            row = usage["stages"].setdefault(parts[1], {})
+            row["records"] = int(value)
+            row["requests_per_record"] = round(row.get("requests", 0) / value, 3)
     return usage
 
 
