@@ -255,7 +255,7 @@ def _counts(report: Mapping[str, Any]) -> str:
     accounting = report.get("accounting") or {}
     parts = [
         f"{accounting.get('pairs_written', 0)} pairs written from {accounting.get('records_read', 0)} records read; "
-        f"{accounting.get('dead_letters', 0)} rejected (dead letters, with reasons, in the `-rejects` shards) and "
+        f"{accounting.get('dead_letters', 0)} rejected (dead letters, with reasons: the `rejects` set) and "
         f"{accounting.get('merged_duplicates', 0)} duplicates merged.", "",
         _table(("stage", "in", "out", "rejected"),
                [(r["stage"], r.get("in", 0), r.get("out", 0), r.get("rejected", 0)) for r in report.get("stages") or []]),
@@ -338,9 +338,12 @@ def render_card(base: str, report: Mapping[str, Any]) -> str:
               "to complex." if exports.get("stage_by") else "")
     example = next((c for c in reversed(sets) if c.name in formats), sets[0] if sets else None)
     layout = ("Each set is a folder of shards (`jsonl/<set>/`, and `parquet/<set>/` for Parquet copies) holding "
-              "nothing else, so any reader takes a folder as it is. The features of every config are declared "
-              "above. In the `pairs` set, `extra` (a map whose keys vary by row) is a JSON object in JSONL and its "
-              "JSON text in Parquet.")
+              "nothing else. `datasets` loads every config with the features declared above; `pyarrow.dataset` and "
+              "pandas read a Parquet folder as it is (every file carries the schema). JSONL shards are typed by "
+              "what they hold (a shard without parameterized queries has no type for `parameters`), so a reader "
+              "that infers types per file needs the declared features or a schema; the `rejects` set holds "
+              "strings only and reads anywhere. In the `pairs` set, `extra` (a map whose keys vary by row) is a "
+              "JSON object in JSONL and its JSON text in Parquet.")
     load = ("```python\nfrom datasets import load_dataset\n\n"
             f'data = load_dataset("path/to/this/folder", "{example.name if example else "pairs"}")\n'
             + (f'\nimport pyarrow.dataset\n\ntable = pyarrow.dataset.dataset("path/to/this/folder/'
