@@ -8,14 +8,16 @@ row may be longer than ``max_result_bytes`` (a value that size could not be kept
 result anyway), and the query text no longer either (:func:`limits`). Past the limit
 SQLite raises "string or blob too big" at once. ``printf``/``format`` returns NULL
 instead, but only after a loop as long as a ``%c``'s precision (4 s for 900 million):
-they are replaced by a wrapper that returns that NULL at once (:func:`printf_too_big`)
-and lets SQLite's own ``printf`` format everything else. What this does not bound is
+where this SQLite does that (:func:`native_printf_loops`), they are replaced by a
+wrapper that returns that NULL at once (:func:`printf_too_big`) and lets SQLite's own
+``printf`` format everything else. What this does not bound is
 a function that is slow without being large: ``instr`` on a 1 MB string and a 0.5 MB
 needle that nearly matches takes ~20 s in one call.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import sqlite3
@@ -86,8 +88,7 @@ def printf_too_big(args: Sequence[Any], limit: int) -> bool:
     if not args or not isinstance(args[0], str):
         return False
     rest = iter(args[1:])
-    for spec in _PRINTF_SPEC.finditer(args[0]):
-        width, precision, conversion = spec.groups()
+    for width, precision, conversion in _printf_specs(args[0]):
         if conversion == "%" and width is None and precision is None:
             continue
         width_n = _int_arg(next(rest, 0)) if width == "*" else int(width or 0)
@@ -99,12 +100,38 @@ def printf_too_big(args: Sequence[Any], limit: int) -> bool:
     return False
 
 
+@functools.lru_cache(maxsize=256)
+def _printf_specs(format_text: str) -> tuple[tuple[Optional[str], Optional[str], str], ...]:
+    """(width, precision, conversion) of each conversion in a printf format, parsed once per format."""
+    return tuple(spec.groups() for spec in _PRINTF_SPEC.finditer(format_text))
+
+
+@functools.lru_cache(maxsize=None)
+def native_printf_loops() -> bool:
+    """Whether this SQLite's own ``printf`` loops over a ``%c`` precision past the length limit.
+
+    SQLite 3.40 does (4 s for 900 million, then NULL); a version that gives up at the
+    limit needs no wrapper, whose call costs ~10 µs against ~2 µs. Measured once per
+    process; a slow machine can only make it wrap when it need not, never the reverse.
+    """
+    probe = sqlite3.connect(":memory:")
+    try:
+        probe.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MIN_LENGTH_LIMIT)
+        started = time.perf_counter()
+        probe.execute("SELECT printf('%.*c', 20000000, 'x')").fetchone()
+        return time.perf_counter() - started > 0.005
+    finally:
+        probe.close()
+
+
 def _bounded_printf(helper: sqlite3.Connection, limit: int) -> Callable[..., Optional[str]]:
     """``printf`` for a connection: NULL at once past ``limit``, else SQLite's own on ``helper``."""
+    statements = [f"SELECT printf({', '.join('?' * count)})" for count in range(128)]  # SQLite's most arguments
+
     def printf(*args: Any) -> Optional[str]:
         if not args or printf_too_big(args, limit):
             return None
-        return helper.execute(f"SELECT printf({', '.join('?' * len(args))})", args).fetchone()[0]
+        return helper.execute(statements[len(args)], args).fetchone()[0]
 
     return printf
 
@@ -138,20 +165,25 @@ class SqliteExecutor(Executor):
         uri = f"file:{quote(self.path)}?mode=ro"
         try:
             connection = sqlite3.connect(uri, uri=True, check_same_thread=False)
-            helper = sqlite3.connect(":memory:", check_same_thread=False)  # formats for the printf wrapper
             for category, limit in limits(self.max_result_bytes).items():
-                for target in (connection, helper):
-                    target.setlimit(category, min(limit, target.getlimit(category)))
-            printf = _bounded_printf(helper, connection.getlimit(sqlite3.SQLITE_LIMIT_LENGTH))
-            for name in ("printf", "format"):
-                connection.create_function(name, -1, printf, deterministic=True)
+                connection.setlimit(category, min(limit, connection.getlimit(category)))
+            if native_printf_loops():
+                self._wrap_printf(connection)
             connection.execute("PRAGMA query_only = 1")
             connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            with self._lock:
-                self._connections.append(helper)  # closed with the others
         except sqlite3.Error as error:
             raise DatabaseUnavailable(f"cannot open SQLite database {self.path!r} read-only: {error}") from error
         return connection
+
+    def _wrap_printf(self, connection: sqlite3.Connection) -> None:
+        """Replace ``printf``/``format`` on ``connection`` by the bounded wrapper (see the module's doc)."""
+        helper = sqlite3.connect(":memory:", check_same_thread=False)  # formats for the wrapper
+        helper.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, connection.getlimit(sqlite3.SQLITE_LIMIT_LENGTH))
+        printf = _bounded_printf(helper, connection.getlimit(sqlite3.SQLITE_LIMIT_LENGTH))
+        for name in ("printf", "format"):
+            connection.create_function(name, -1, printf, deterministic=True)
+        with self._lock:
+            self._connections.append(helper)  # closed with the others
 
     def _connection(self) -> sqlite3.Connection:
         connection = getattr(self._local, "connection", None)
