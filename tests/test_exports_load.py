@@ -190,7 +190,7 @@ def test_pyarrow_and_pandas_read_every_parquet_set_folder_directly(parquet_run):
     assert [p.name for p in folders] == sorted(["pairs", *FORMATS.split(","), "rejects"])
     for folder in folders:
         rows = _rows_in_files(_files(folder, "train-*.parquet"))
-        assert pads.dataset(folder, format="parquet").count_rows() == rows > 0, folder.name
+        assert pads.dataset(folder, format="parquet").to_table().num_rows == rows > 0, folder.name
         frame = pd.read_parquet(folder)
         assert len(frame) == rows, folder.name
     extra = pd.read_parquet(parquet_run / "parquet" / "pairs")["extra"]
@@ -209,7 +209,7 @@ def test_dead_letters_load_without_being_told_their_types(jsonl_run, tmp_path):
     files = [str(p) for p in _files(jsonl_run, "jsonl/rejects/train-*.jsonl")]
     rejects = datasets.load_dataset("json", data_files=files, split="train", cache_dir=str(tmp_path / "cache"))
     assert rejects.num_rows == _rows_in_files([pathlib.Path(f) for f in files]) > 0
-    assert pads.dataset(jsonl_run / "jsonl" / "rejects", format="json").count_rows() == rejects.num_rows
+    assert pads.dataset(jsonl_run / "jsonl" / "rejects", format="json").to_table().num_rows == rejects.num_rows
     flat = [json.loads(line) for path in sorted(jsonl_run.parent.glob("c-rejects-*.jsonl"))
             for line in path.read_text().splitlines()]  # PREFIX-rejects-…: the record as an object
     as_set = [dict(row, record=json.loads(row["record"])) for row in rejects]
