@@ -59,6 +59,15 @@ def test_every_shard_exists_even_when_empty(tmp_path):
     assert _write(tmp_path, ["only"], 4).count("") == 3
 
 
+def test_a_copy_prefix_gets_the_same_bytes_in_the_same_pass_empty_shards_too(tmp_path):
+    copy = tmp_path / "dataset" / "pairs" / "train"  # its folder does not exist yet
+    items = [f"item{i:02d}" for i in range(3)]
+    shards = _write(tmp_path, items, 5, copy_prefix=str(copy))
+    assert "" in shards  # 3 items over 5 shards: some are empty
+    assert [open(shard_name(str(copy), i, 5)).read() for i in range(5)] == shards
+    assert sorted(p.name for p in copy.parent.iterdir()) == [f"train-{i:05d}-of-00005.jsonl" for i in range(5)]
+
+
 def test_report_funnel_adds_up():
     counts = {"out:read": 10, "dead:read:invalid_json": 1, "out:normalize": 8, "dead:parse:unparseable": 1,
               "dead:safety:not_a_query": 1, "out:classify": 8, "out:describe": 8, "out:execute": 8,

@@ -11,9 +11,9 @@ lines spill to the worker's local disk and are merged while the file is streamed
 out), so a worker writing a 10 GB shard holds no more than one that writes 10 MB.
 
 ``copy_prefix`` writes every shard a second time under another name in the same pass (the
-sorted lines are produced once and each chunk goes to both files): the pairs and dead letters
-keep their ``PREFIX-NNNNN-of-NNNNN.jsonl`` names and also sit, byte for byte the same, inside
-the self-contained Hugging Face dataset folder (``transforms.exports.dataset_dir``).
+sorted lines are produced once and each chunk goes to both files): the pairs keep their
+``PREFIX-NNNNN-of-NNNNN.jsonl`` names and also sit, byte for byte the same, inside the
+self-contained Hugging Face dataset folder (``transforms.exports.dataset_dir``).
 """
 
 from __future__ import annotations
