@@ -339,6 +339,7 @@ class _Scope:
         "correlation",
         "qualify_main",
         "counted",
+        "ctes",
     )
 
     def __init__(self, parent: Optional["_Scope"]) -> None:
@@ -355,6 +356,7 @@ class _Scope:
         self.correlation = "same"  # "same": 'the same x'; "drop": omit (EXISTS)
         self.qualify_main = False  # prefix main-table columns too ('playlist name')
         self.counted: Optional[_Source] = None  # what COUNT(*) counts when not the main rows
+        self.ctes: dict[str, exp.Expression] = _NO_CTES  # CTE name -> body, as seen from here
 
     def entity(self) -> _Source:
         return self.main or _Source("record", "records", "main")
@@ -376,7 +378,12 @@ class _Scope:
             self.mentioned.append(source)
 
 
-def _source_for(node: exp.Expression, how: str, parent: Optional[_Scope], depth: int = 0) -> _Source:
+_NO_CTES: dict[str, exp.Expression] = {}  # shared, never written to
+
+
+def _source_for(
+    node: exp.Expression, how: str, parent: Optional[_Scope], depth: int, ctes: dict[str, exp.Expression]
+) -> _Source:
     """The words for one FROM/JOIN item; a derived table or CTE also brings its conditions.
 
     What a derived table or CTE keeps (its WHERE and HAVING, at any depth) filters the outer
@@ -384,7 +391,12 @@ def _source_for(node: exp.Expression, how: str, parent: Optional[_Scope], depth:
     without an informative name yields one row per group: its rows are named after the
     grouping key ('authors' for ``GROUP BY authorid``).
     """
-    body = _cte_body(node) if isinstance(node, exp.Table) else None
+    body = None
+    if ctes and isinstance(node, exp.Table) and node.args.get("db") is None:
+        name = node.name.lower()
+        body = ctes.get(name)
+        if body is not None:  # its own body cannot see it again (a recursive CTE would loop)
+            ctes = {key: value for key, value in ctes.items() if key != name}
     if isinstance(node, exp.Table) and node.name:
         words = humanize(node.name)
     else:
@@ -394,48 +406,61 @@ def _source_for(node: exp.Expression, how: str, parent: Optional[_Scope], depth:
         if alias and alias.lower() not in _GENERIC_ALIASES and len(alias) > 2:
             words = humanize(alias)
         elif isinstance(inner, exp.Select) and isinstance(inner.args.get("from_"), exp.From):
-            source = _source_for(inner.args["from_"].this, how, parent, depth + 1)
-            _add_body_conditions(source, inner, parent, depth, rename=True)
+            source = _source_for(inner.args["from_"].this, how, parent, depth + 1, ctes)
+            _add_body_conditions(source, inner, parent, depth, ctes, rename=True)
             return source
         else:
             words = "record"
     singular = singularize(words)
     source = _Source(singular, pluralize(singular), how)
     if isinstance(body, exp.Select):
-        _add_body_conditions(source, body, parent, depth, rename=False)
+        _add_body_conditions(source, body, parent, depth, ctes, rename=False)
     return source
 
 
-def _cte_body(table: exp.Table) -> Optional[exp.Expression]:
-    """The query a table reference names when it is a CTE of an enclosing WITH, else None."""
-    if table.args.get("db") is not None:
-        return None
-    name = table.name.lower()
-    current = table.parent
+def _ctes_above(select: exp.Expression) -> dict[str, exp.Expression]:
+    """The CTEs of the WITH clauses enclosing ``select`` (the innermost wins), read once per root."""
+    found: dict[str, exp.Expression] = {}
+    current = select.parent
     while current is not None:
         with_ = current.args.get("with_")
         if isinstance(with_, exp.With):
             for cte in with_.expressions:
-                if cte.alias.lower() == name:
-                    # a recursive CTE names itself: describing its body would loop
-                    return None if table.find_ancestor(exp.CTE) is cte else cte.this
+                found.setdefault(cte.alias.lower(), cte.this)
         current = current.parent
-    return None
+    return found or _NO_CTES
 
 
 def _add_body_conditions(
-    source: _Source, body: exp.Select, parent: Optional[_Scope], depth: int, rename: bool
+    source: _Source,
+    body: exp.Select,
+    parent: Optional[_Scope],
+    depth: int,
+    ctes: dict[str, exp.Expression],
+    rename: bool,
 ) -> None:
     """Give ``source`` the WHERE/HAVING phrase of the query it stands for (see ``_source_for``)."""
     if depth >= _MAX_DEPTH:
         return
-    inner = _build_scope(body, parent, depth + 1)
-    conditions = [inner_source.cond for inner_source in inner.order if inner_source.cond]
-    conditions += [_cond(c, inner, nested=True) for c in _filters(body)]
     having = body.args.get("having")
     group = body.args.get("group")
-    if isinstance(having, exp.Having):
-        conditions.append(_cond(having.this, inner, nested=True))
+    from_ = body.args.get("from_")
+    plain = (  # nothing in it filters: no scope to build (the common `SELECT .. FROM t GROUP BY ..`)
+        body.args.get("where") is None
+        and having is None
+        and not body.args.get("joins")
+        and isinstance(from_, exp.From)
+        and isinstance(from_.this, exp.Table)
+        and from_.this.name.lower() not in ctes
+    )
+    if not plain:
+        inner = _build_scope(body, parent, depth + 1, ctes)
+        conditions = [inner_source.cond for inner_source in inner.order if inner_source.cond]
+        conditions += [_cond(c, inner, nested=True) for c in _filters(body)]
+        if isinstance(having, exp.Having):
+            conditions.append(_cond(having.this, inner, nested=True))
+        source.cond = " and ".join(c for c in conditions if c)
+        source.matching = _outer_join_matching(body, inner)
     if rename and isinstance(group, exp.Group) and len(group.expressions) == 1:
         key = _unwrap(group.expressions[0])
         if isinstance(key, exp.Column):
@@ -444,14 +469,25 @@ def _add_body_conditions(
             if len(stem) >= 3:
                 source.singular = singularize(stem)
                 source.plural = pluralize(source.singular)
-    source.cond = " and ".join(c for c in conditions if c)
-    source.matching = _outer_join_matching(body, inner)
 
 
-def _build_scope(select: exp.Select, parent: Optional[_Scope], depth: Optional[int] = None) -> _Scope:
+def _build_scope(
+    select: exp.Select,
+    parent: Optional[_Scope],
+    depth: Optional[int] = None,
+    ctes: Optional[dict[str, exp.Expression]] = None,
+) -> _Scope:
+    """The scope of ``select``; ``depth`` and ``ctes`` are given for a derived table's or CTE's
+    body, whose scope only reads conditions (so its join links are not counted)."""
     scope = _Scope(parent)
     if depth is not None:
         scope.depth = depth  # a derived table or CTE body: as deep as the query naming it, plus one
+    if ctes is None:
+        ctes = parent.ctes if parent is not None else _ctes_above(select)
+    with_ = select.args.get("with_")
+    if isinstance(with_, exp.With):
+        ctes = {**ctes, **{cte.alias.lower(): cte.this for cte in with_.expressions}}
+    scope.ctes = ctes
     from_ = select.args.get("from_")
     nodes: list[tuple[exp.Expression, str]] = []
     if isinstance(from_, exp.From) and from_.this is not None:
@@ -461,14 +497,15 @@ def _build_scope(select: exp.Select, parent: Optional[_Scope], depth: Optional[i
         how = "outer" if side else "cross" if kind == "CROSS" else "inner"
         nodes.append((join.this, how))
     for node, how in nodes:
-        source = _source_for(node, how, parent, scope.depth)
+        source = _source_for(node, how, parent, scope.depth, ctes)
         scope.order.append(source)
         if how == "main":
             scope.main = source
         for key in (node.alias, node.name if isinstance(node, exp.Table) else ""):
             if key and key.lower() not in scope.sources:
                 scope.sources[key.lower()] = source
-    _count_links(select, scope)
+    if depth is None:
+        _count_links(select, scope)
     return scope
 
 
@@ -641,8 +678,11 @@ _TRANSPARENT_FUNCS = (
 _rules(*_TRANSPARENT_FUNCS)(_transparent)
 
 
+_WRAPPERS = (exp.Paren, exp.Alias, exp.Collate) + _TRANSPARENT_FUNCS
+
+
 def _unwrap(node: Optional[exp.Expression]) -> Optional[exp.Expression]:
-    while isinstance(node, (exp.Paren, exp.Alias, exp.Collate) + _TRANSPARENT_FUNCS):
+    while isinstance(node, _WRAPPERS):
         node = node.this
     return node
 
@@ -1472,6 +1512,35 @@ def _merge_patterns(
     return None
 
 
+_EXCLUSION = re.compile(r'(.+) not (containing|starting with|ending with) ("[^"]*")')
+
+
+def _merge_exclusions(texts: list[str]) -> list[str]:
+    """Say neighbouring exclusions of one column once: 'name containing none of "a" and "e"'.
+
+    >>> _merge_exclusions(['name not containing "a"', 'name not containing "e"', 'total 5'])
+    ['name containing none of "a" and "e"', 'total 5']
+    """
+    out: list[str] = []
+    run: list[str] = []
+    key: Optional[tuple[str, str]] = None
+    if len(texts) < 2:
+        return texts
+    for text in texts + [""]:
+        match = _EXCLUSION.fullmatch(text) if " not " in text else None
+        found = (match.group(1), match.group(2)) if match else None
+        if found is not None and found == key:
+            run.append(match.group(3))
+            continue
+        if key is not None:
+            out.append(f"{key[0]} {key[1]} none of {_and_list(run)}" if len(run) > 1
+                       else f"{key[0]} not {key[1]} {run[0]}")
+        key, run = (found, [match.group(3)]) if found is not None else (None, [])
+        if found is None and text:
+            out.append(text)
+    return out
+
+
 def _comparison(node: exp.Expression, scope: _Scope, negated: bool) -> str:
     left, right = node.this, node.expression
     node_type = type(node)
@@ -1484,7 +1553,7 @@ def _comparison(node: exp.Expression, scope: _Scope, negated: bool) -> str:
     if same is not None and node_type in (exp.EQ, exp.NullSafeEQ):
         return same
     right_node = _unwrap(right)
-    truth = _flag_value(right_node)
+    truth = _flag_value(right_node) if isinstance(right_node, (exp.Boolean, exp.Literal)) else None
     if truth is not None and node_type in (exp.EQ, exp.NEQ, exp.NullSafeEQ, exp.NullSafeNEQ):
         flag = _flag_phrase(left, truth == (node_type in (exp.EQ, exp.NullSafeEQ)), scope)
         if flag is not None:
@@ -1508,7 +1577,7 @@ def _flag_value(node: Optional[exp.Expression]) -> Optional[bool]:
     """True/False for ``TRUE``/``1``/``FALSE``/``0`` (how flags are compared), else None."""
     if isinstance(node, exp.Boolean):
         return bool(node.this)
-    if _is_number_literal(node, ("1", "0")):
+    if isinstance(node, exp.Literal) and not node.is_string and node.this in ("1", "0"):
         return node.this == "1"
     return None
 
@@ -1545,6 +1614,13 @@ def _flag_phrase(node: Optional[exp.Expression], truth: bool, scope: _Scope) -> 
 def _main_flag(node: exp.Expression, scope: _Scope) -> Optional[str]:
     """'open' for a top-level ``is_open = 1`` (or ``is_open``) on the main table: it becomes an
     adjective of the rows ('How many open businesses are there?')."""
+    if isinstance(node, (exp.EQ, exp.Is)):
+        if not isinstance(node.expression, (exp.Literal, exp.Boolean)):
+            return None
+    elif not isinstance(node, exp.Column):
+        return None
+    if scope.main is None:
+        return None
     column, truth = node, True
     if isinstance(node, (exp.EQ, exp.Is)):
         column, truth = node.this, _flag_value(_unwrap(node.expression))
@@ -1754,10 +1830,16 @@ def _item_text(node: exp.Expression, alias: str, scope: _Scope) -> str:
 
 
 def _has_filtered_query(node: exp.Expression) -> bool:
-    """Whether a nested query in ``node`` has a WHERE or HAVING of its own."""
-    for query in node.find_all(exp.Select):
-        if query.args.get("where") is not None or query.args.get("having") is not None:
-            return True
+    """Whether a query nested in ``node`` has a WHERE or HAVING of its own (queries nested in
+    those are not looked into: the walk stays small)."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, exp.Select):
+            if current.args.get("where") is not None or current.args.get("having") is not None:
+                return True
+            continue
+        stack.extend(current.iter_expressions())
     return False
 
 
@@ -1835,8 +1917,11 @@ def _outer_join_matching(select: exp.Select, scope: _Scope) -> str:
     An outer join's extra ON conditions do not drop rows of the main table, but they decide
     which joined rows are counted or shown, so the question says them apart from the filters.
     """
+    joins = select.args.get("joins")
+    if not joins:
+        return ""
     phrases: list[str] = []
-    for join in select.args.get("joins") or ():
+    for join in joins:
         if not join.side:
             continue
         extra = [
@@ -1914,6 +1999,14 @@ def _contains_aggregate(node: exp.Expression) -> bool:
         else:
             return True
     return False
+    stack = list(node.iter_expressions())
+    while stack:
+        current = stack.pop()
+        if isinstance(current, exp.AggFunc):
+            return True
+        if not isinstance(current, _AGGREGATE_BARRIERS):
+            stack.extend(current.iter_expressions())
+    return False
 
 
 def _render_select(select: exp.Select, parent: Optional[_Scope]) -> _Parts:
@@ -1933,7 +2026,7 @@ def _render_select(select: exp.Select, parent: Optional[_Scope]) -> _Parts:
             parts.named = named
         elif not (scope.correlation == "drop" and _is_correlation(conjunct, scope)):
             conditions.append(_cond(conjunct, scope, nested=True))
-    parts.cond = " and ".join(conditions)
+    parts.cond = " and ".join(_merge_exclusions(conditions))
     scope.entity_cond = parts.cond
     matching = [source.matching for source in scope.order if source.matching]
     matching.append(_outer_join_matching(select, scope))
