@@ -309,3 +309,30 @@ def test_the_job_reads_a_recursive_glob_and_dead_letters_broken_links(tree):
         assert_that(out.dead | beam.Map(lambda d: (d.stage, d.reason, d.origin.rsplit("/d/", 1)[-1])),
                     equal_to([("read", "unreadable_file", "dangling.sql"), ("read", "unreadable_file", "self.sql"),
                               ("read", "unreadable_file", "a/loop")]), label="dead")
+
+
+# -- through the command line ----------------------------------------------------------------
+
+def test_the_job_reads_a_recursive_glob_and_accounts_for_broken_links(tree, tmp_path):
+    from tests.hostile.job import assert_accounts_for_everything, run_job
+
+    job = run_job(["--sql_logs", f"{tree}/**/*.sql", "--validate", "parse", "--html_report=false"], tmp_path / "o")
+    assert_accounts_for_everything(job)
+    assert sorted(pair["origin"].rsplit("/d/", 1)[-1] for pair in job.pairs) == ["a/b/y.sql:1", "a/x.sql:1",
+                                                                                   "top.sql:1"]
+    assert sorted((d["origin"].rsplit("/d/", 1)[-1], d["reason"]) for d in job.dead) == [
+        ("a/loop", "unreadable_file"), ("dangling.sql", "unreadable_file"), ("self.sql", "unreadable_file")]
+
+
+def test_the_option_sets_the_limit_and_the_dead_letter_is_small(tmp_path):
+    from tests.hostile.job import assert_accounts_for_everything, run_job
+
+    log = tmp_path / "q.jsonl"
+    log.write_text('{"sql": "SELECT 1"}\n{"sql": "SELECT ' + "1 + " * 5000 + '1"}\n{"sql": "SELECT 3"}\n')
+    job = run_job(["--sql_logs", log, "--validate", "parse", "--max_sql_bytes", "4000", "--html_report=false"],
+                  tmp_path / "o")
+    assert_accounts_for_everything(job)
+    (dead,) = job.dead
+    assert (dead["stage"], dead["reason"], dead["origin"].rsplit("/", 1)[-1]) == ("read", "sql_too_long", "q.jsonl:2")
+    assert len(json.dumps(dead)) < 2000  # a preview, not the 20 kB record
+    assert sorted(pair["origin"].rsplit("/", 1)[-1] for pair in job.pairs) == ["q.jsonl:1", "q.jsonl:3"]

@@ -56,6 +56,7 @@ _READ_BYTES = 1 << 20
 _CUT_MARGIN = 64
 _DECODER = json.JSONDecoder()
 _BLANKS = re.compile(r"[ \t\r\n]*")
+_SEPARATOR = re.compile(r"[ \t\r\n]*,[ \t\r\n]*")
 #: The rest of a JSON string: up to its closing quote, or a final lone backslash.
 _STRING_BODY = re.compile(r'[^"\\]*(?:\\.[^"\\]*)*', re.S)
 #: What changes the structure outside strings.
@@ -233,6 +234,15 @@ def _values_of_document(stream, prefix: bytes, path: str, max_bytes: int) -> Ite
     doc.pos += 1
     index = 0
     while True:
+        separator = _SEPARATOR.match(doc.text, doc.pos) if index else None
+        if separator is not None and separator.end() < len(doc.text):  # the usual case, in one step
+            doc.pos = separator.end()
+            item, resumable = _element(doc, f"{path}#{index}", max_bytes)
+            yield item
+            if not resumable:
+                return
+            index += 1
+            continue
         if not doc.skip_blanks():
             yield ReadReject(f"{path}#{index}", "truncated_json", "the array ends before its closing ]")
             return
