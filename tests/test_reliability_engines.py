@@ -403,3 +403,24 @@ def test_embedded_database_errors_do_not_carry_values(fixture, request, built):
     result = executor.execute(sql)
     assert result.status == "error" and "hunter2" not in result.error
     assert "\n" not in result.error and len(result.error) <= 600
+
+
+def test_a_run_whose_mysql_server_hangs_mid_run_ends_in_dead_letters_in_bounded_time(mariadb_url, hanging_proxy,
+                                                                                    tmp_path):
+    """Issue 19: 50 queries on a silent server took 233 s (each waited timeout_s + 30 s)."""
+    logs = tmp_path / "logs.jsonl"
+    queries = [f"SELECT artist_id, {i} AS n FROM artist" for i in range(49)]
+    queries.append(f"SELECT '{MARKER.decode()}' AS marker FROM artist")
+    logs.write_text("".join(json.dumps({"sql": sql}) + "\n" for sql in queries), encoding="utf-8")
+    out = tmp_path / "out"
+    started = time.monotonic()
+    assert main(["run", "--sql_logs", str(logs), "--database", _my_url(hanging_proxy.port), "--timeout_s", "1",
+                 "--keep_failures", "--output", str(out)]) == 0
+    elapsed = time.monotonic() - started
+    pairs = [json.loads(line) for line in open(f"{out}-00000-of-00001.jsonl", encoding="utf-8")]
+    dead = [json.loads(line) for line in open(f"{out}-rejects-00000-of-00001.jsonl", encoding="utf-8")]
+    assert hanging_proxy.triggered.is_set()
+    assert len(pairs) + len(dead) == 50 and all(p["execution"]["status"] == "ok" for p in pairs)
+    assert {d["reason"] for d in dead} == {"database_unavailable"}
+    assert any(d["record"]["sql"].startswith(f"SELECT '{MARKER.decode()}'") for d in dead)
+    assert elapsed < 40

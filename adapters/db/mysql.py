@@ -392,8 +392,8 @@ class MySqlExecutor(Executor):
 
         Raises ``MySqlClientTimeout`` when our session is still running the query (it
         is killed: the server did not stop it), ``ConnectionLost`` (refused) when no
-        fresh connection can be had; returns when the session is idle or gone (the
-        answer was lost on the way), for the caller to retry.
+        fresh connection can be had or it does not answer either; returns when the
+        session is idle or gone (the answer was lost on the way), for the caller to retry.
         """
         import pymysql
 
@@ -411,8 +411,10 @@ class MySqlExecutor(Executor):
                 if row is None or str(row[0]).lower() == "sleep":
                     return
                 cursor.execute(f"KILL {int(thread_id[0])}")  # our own session, which we have closed
-        except pymysql.err.MySQLError:
-            return  # the server answers again: treat it as a lost connection
+        except pymysql.err.MySQLError as error:
+            if _is_lost(error):  # it lets us in but does not answer: no better than refusing
+                raise _lost(f"no answer within {self._wait_s:g} s, even on a new connection", refused=True) from None
+            return  # it answers (with an error: no PROCESS view, no KILL): retry as after a lost connection
         finally:
             _force_close(probe)
         raise MySqlClientTimeout(f"the server did not stop the query at its limit; no answer within "
