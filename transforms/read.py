@@ -202,9 +202,12 @@ def _match_remote(pattern: str) -> Matched:
 
 def _match_local(pattern: str) -> Matched:
     wildcard = _WILDCARDS.search(pattern)
-    if wildcard is None:  # one path: a file, a broken link, or nothing
+    if wildcard is None:  # one path: a file, a broken link, a directory, or nothing
         if os.path.isfile(pattern):
             return Matched([_metadata(pattern)], [])
+        if os.path.isdir(pattern):
+            return Matched([], [Unmatchable(pattern, "a directory, not a file: give a pattern such as "
+                                                     f"{os.path.join(pattern, '**')!r}")])
         if os.path.islink(pattern):
             return Matched([], [Unmatchable(pattern, _link_problem(pattern))])
         return Matched([], [])
