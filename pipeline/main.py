@@ -9,6 +9,7 @@ never as a traceback.
 from __future__ import annotations
 
 import argparse
+import difflib
 import gc
 import json
 import logging
@@ -16,21 +17,67 @@ import os
 import re
 import sys
 import tempfile
+import threading
 import time
-from typing import Any, Optional, Sequence
+from collections import Counter
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Optional, Sequence
 
 from pipeline.errors import UserError
-from pipeline.options import OPTION_SPECS, SqlPairsOptions, parse_bool
+from pipeline.options import OPTION_NAMES, OPTION_SPECS, SqlPairsOptions, parse_bool
 
 LOG = logging.getLogger("sqlpairs")
 
 _DESCRIPTION = """\
 Turn SQL query logs, chat histories with an analytics agent and existing question/SQL
 pairs into validated, deduplicated, difficulty-labelled text-to-SQL training data.
+Without --runner the job runs locally on Beam's in-process FnApiRunner (no download,
+no network)."""
 
-Every Apache Beam option passes through as well (--runner, --direct_running_mode,
---direct_num_workers, --project, --region, --temp_location, ...). Without --runner the
-job runs locally on Beam's in-process FnApiRunner (no download, no network)."""
+_USAGE = ("%(prog)s --output PREFIX [--sql_logs GLOB] [--chat_history GLOB] [--seed_pairs GLOB]\n"
+          "                    [--database URL] [options] [Beam options]")
+
+_BEAM_PASS_THROUGH = """\
+Beam pass-through:
+  Every Apache Beam pipeline option is accepted and handed to Beam unchanged; any other
+  option is an error (names are never abbreviated). The common ones:
+    --runner RUNNER          default: Beam's in-process FnApiRunner; DataflowRunner for Dataflow
+    --direct_running_mode    in_memory (default), multi_threading or multi_processing
+    --direct_num_workers N   local workers (0: one per core)
+    --project, --region, --temp_location, --staging_location, --job_name
+                             where a Dataflow job runs and keeps its files
+    --sdk_container_image, --setup_file, --requirements_file
+                             what the Dataflow workers run
+    --experiments, --max_num_workers, --machine_type, --service_account_email
+  Full list: https://beam.apache.org/releases/pydoc/current/apache_beam.options.pipeline_options.html"""
+
+#: Placeholders that say what a value is, where the option's name alone does not.
+_METAVARS = {"output": "PREFIX", "sql_logs": "GLOB", "chat_history": "GLOB", "seed_pairs": "GLOB",
+             "schema": "GLOB", "database": "URL", "personas_file": "FILE", "teachings": "FILE",
+             "filter": "MODULE:FUNCTION", "llm_endpoint": "URL", "weak_llm_endpoint": "URL",
+             "consistency_llm_endpoint": "URL", "llm_cache": "DIR", "tool_name": "NAME", "context": "MODE",
+             "format": "LIST", "question_styles": "LIST", "depth_techniques": "LIST", "input_licenses": "TEXT"}
+
+#: Options every run needs, though argparse must not enforce them (Beam re-parses our options).
+_REQUIRED = ("output",)
+
+
+_COMMANDS = ("run", "metadata")
+
+_TOP_HELP = f"""\
+usage: sqlpairs run --output PREFIX [--sql_logs GLOB] [--chat_history GLOB] [--seed_pairs GLOB]
+                    [--database URL] [options] [Beam options]
+       sqlpairs metadata
+
+{_DESCRIPTION}
+
+commands:
+  run        run the job; 'sqlpairs run --help' lists every option, by section
+  metadata   print templates/metadata.json, generated from the same option table
+
+example (the bundled Chinook sample):
+  sqlpairs run --sql_logs examples/chinook_queries.sql --chat_history examples/chat_history.json \\
+      --seed_pairs examples/seed_pairs.jsonl --database sqlite:///examples/chinook.sqlite \\
+      --output out/chinook"""
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -38,12 +85,208 @@ class _OneLineParser(argparse.ArgumentParser):
         raise UserError(message)
 
 
+def _is_switch(action: argparse.Action) -> bool:
+    """A boolean option given bare (``--keep_failures``) or as ``--name=true|false``."""
+    return bool(action.option_strings) and action.nargs == "?" and action.const is True
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """``--help`` as a user reads it: switches as switches, the required output marked."""
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        if _is_switch(action):
+            name = action.option_strings[-1]
+            return f"{name}=false" if action.default is True else name
+        return super()._format_action_invocation(action)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = super()._get_help_string(action) or ""
+        return f"Required. {text}" if action.dest in _REQUIRED else text
+
+
 def _options_parser(prog: str) -> argparse.ArgumentParser:
-    parser = _OneLineParser(
-        prog=prog, description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    """Our options, one group per ``--help`` section; prefixes of names are not accepted."""
+    parser = _OneLineParser(prog=prog, usage=_USAGE, description=_DESCRIPTION, epilog=_BEAM_PASS_THROUGH,
+                            formatter_class=_HelpFormatter, allow_abbrev=False)
     SqlPairsOptions._add_argparse_args(parser)
+    for action in parser._actions:
+        if action.option_strings and not action.choices and not _is_switch(action):
+            action.metavar = _metavar(action)
     return parser
+
+
+def _metavar(action: argparse.Action) -> Optional[str]:
+    """A short placeholder: ``N`` for a count, ``X`` for a number, ``VAR`` for a variable's name."""
+    kind = getattr(action.type, "__name__", "")
+    if action.dest in _METAVARS:
+        return _METAVARS[action.dest]
+    for suffix, metavar in (("_env", "VAR"), ("_field", "FIELD"), ("_model", "MODEL"), ("_project", "PROJECT"),
+                            ("_location", "LOCATION"), ("dialect", "DIALECT")):
+        if action.dest.endswith(suffix):
+            return metavar
+    if kind in ("int", "_positive_int", "_non_negative_int"):
+        return "N"
+    if kind in ("float", "_positive_float", "_non_negative_float", "_fraction"):
+        return "X"
+    return None  # argparse's default: the name in capitals
+
+
+def _beam_options_parser() -> argparse.ArgumentParser:
+    """Every option Beam itself knows, built from its ``PipelineOptions`` subclasses as
+    ``PipelineOptions.get_all_options`` does (ours left out); a bad value is a ``UserError``."""
+    from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+
+    class BeamParser(_BeamArgumentParser):
+        def error(self, message: str) -> None:  # type: ignore[override]
+            raise UserError(message)
+
+    parser = BeamParser(allow_abbrev=False, add_help=False, conflict_handler="resolve")
+    classes: dict[str, type] = {}
+    pending = list(PipelineOptions.__subclasses__())
+    while pending:
+        cls = pending.pop(0)
+        pending.extend(cls.__subclasses__())
+        if not issubclass(cls, SqlPairsOptions):
+            classes.setdefault(str(cls), cls)
+    for cls in classes.values():
+        cls._add_argparse_args(parser)  # type: ignore[attr-defined]
+    return parser
+
+
+def unknown_option_message(token: str, known: Iterable[str]) -> str:
+    """The error for the first argument neither we nor Beam understand, with the nearest known name.
+
+    >>> unknown_option_message("--databse=x", ["--database", "--dedup"])
+    'unknown option --databse (did you mean --database?)'
+    >>> unknown_option_message("out/x", ["--output"])
+    "unexpected argument 'out/x' (options are written --name value or --name=value)"
+    """
+    if not token.startswith("-"):
+        return f"unexpected argument {token!r} (options are written --name value or --name=value)"
+    name = token.split("=", 1)[0]
+    match = difflib.get_close_matches(name, list(known), n=1)
+    return f"unknown option {name}" + (f" (did you mean {match[0]}?)" if match else "")
+
+
+def given_options(argv: Sequence[str]) -> frozenset[str]:
+    """Our options named on the command line (a Flex Template passes only those set).
+
+    A token starting with ``--`` is always an option to argparse (a value that looks like
+    one must be written ``--name=--value``), so presence is read off the tokens.
+
+    >>> sorted(given_options(["--preference", "--samples=3", "--filter=--x", "--project", "p", "--seed", "-1"]))
+    ['filter', 'preference', 'samples', 'seed']
+    """
+    given = set()
+    for token in argv:
+        if token == "--":
+            break
+        if token.startswith("--"):
+            name = token[2:].split("=", 1)[0]
+            if name in OPTION_NAMES:
+                given.add(name)
+    return frozenset(given)
+
+
+class Needs(NamedTuple):
+    """Options that do something only with another option: given without it, they are refused."""
+
+    options: tuple[str, ...]
+    needs: str  # what to add, as the user writes it (and why)
+    met: Callable[[argparse.Namespace], bool]
+
+
+def _formats_with_prompts(values: argparse.Namespace) -> bool:
+    """Whether an export shows tables in a prompt (where ``--sft_sample_rows`` puts rows)."""
+    from transforms.exports import EXAMPLE_FORMATS, PREFERENCE_FORMATS
+    from transforms.training import parse_formats
+
+    try:
+        formats, _ = parse_formats(values.format)
+    except ValueError:
+        return True  # --format's own error is clearer
+    return bool(values.preference) or any(f in (*EXAMPLE_FORMATS, *PREFERENCE_FORMATS) for f in formats)
+
+
+def _near_dup_applies(values: argparse.Namespace) -> bool:
+    from transforms.near_dup import applies
+
+    return applies(values.dedup)
+
+
+def _writes_questions(values: argparse.Namespace) -> bool:
+    return values.llm != "rules"
+
+
+def _uses_model(values: argparse.Namespace) -> bool:
+    return values.llm != "rules" or bool(values.consistency) or bool(values.preference)
+
+
+def _with_prefix(*prefixes: str) -> tuple[str, ...]:
+    return tuple(name for name in OPTION_NAMES if name.startswith(prefixes))
+
+
+#: What each option needs, read off the code that uses it: ``question_settings`` reads the
+#: ``--llm`` model only for a model backend; the round-trip model inherits ``--llm``'s project,
+#: location and prices (``consistency_llm_settings``); the weak model shares only the request
+#: machinery (``model_settings(values, "weak_llm")``); personas feed synthesis only; teachings
+#: feed synthesis, evolution and the round trip; rows in prompts need an export with a prompt.
+NEEDS: tuple[Needs, ...] = (
+    Needs(("samples", *_with_prefix("weak_", "dpo_")), "--preference (it shapes the weak model's DPO pairs)",
+          lambda v: bool(v.preference)),
+    Needs(_with_prefix("consistency_llm"), "--consistency (it is the round-trip check's model)",
+          lambda v: bool(v.consistency)),
+    Needs(("llm_model", "llm_endpoint", "llm_api_key_env", "llm_temperature", "questions_per_sql"),
+          "a model that writes questions: --llm gemini or --llm openai (--llm rules reads none of it)",
+          _writes_questions),
+    Needs(("llm_project", "llm_location", "llm_price_in", "llm_price_out"),
+          "a model: --llm gemini|openai or --consistency (--llm rules reads none of it)",
+          lambda v: _writes_questions(v) or bool(v.consistency)),
+    Needs(("llm_max_in_flight", "llm_rpm", "llm_retries", "llm_backoff_s", "llm_timeout_s", "llm_cache"),
+          "a model: --llm gemini|openai, --consistency or --preference", _uses_model),
+    Needs(("database_password_env", "timeout_s", "max_rows", "max_result_bytes", "max_connections"),
+          "--database (it applies to the queries run there)", lambda v: bool(v.database)),
+    Needs(("sft_sample_rows",), "an export with a prompt: --format sft-chat, prompt-completion... or --preference",
+          _formats_with_prompts),
+    Needs(("personas_file",), "--synthesize_from_schema (only synthesized questions are written in personas' voices)",
+          lambda v: bool(v.synthesize_from_schema)),
+    Needs(("teachings",), "a generator that reads it: --synthesize_from_schema, --depth, --breadth or --consistency",
+          lambda v: bool(v.synthesize_from_schema or v.depth or v.breadth or v.consistency)),
+    Needs(("depth_techniques",), "--depth", lambda v: bool(v.depth)),
+    Needs(("max_repairs",), "--synthesize_from_schema or --depth (the stages that repair SQL)",
+          lambda v: bool(v.synthesize_from_schema or v.depth)),
+    Needs(("near_dup_threshold",), "--dedup exact or --dedup question-only", _near_dup_applies),
+    Needs(("tool_name", "include_failures", "context"), "--chat_history", lambda v: bool(v.chat_history)),
+    Needs(("sql_logs_format",), "--sql_logs", lambda v: bool(v.sql_logs)),
+    Needs(("sql_field", "question_field", "db_id_field"), "--sql_logs or --seed_pairs",
+          lambda v: bool(v.sql_logs or v.seed_pairs)),
+)
+
+
+def check_needs(values: argparse.Namespace, given: Iterable[str]) -> None:
+    """Refuse an option given on the command line that nothing would read (see ``NEEDS``)."""
+    given = set(given)
+    for rule in NEEDS:
+        for name in rule.options:
+            if name in given and not rule.met(values):
+                raise UserError(f"--{name} needs {rule.needs}")
+
+
+def parse_run_options(argv: Sequence[str], prog: str = "sqlpairs run") -> tuple[argparse.Namespace, list[str]]:
+    """Our options and the Beam options (to hand to Beam); raises ``UserError`` for anything else.
+
+    An unknown option used to reach Beam, which only logged "Discarding unparseable args"
+    and ran with the defaults: a misspelled ``--databse`` gave a run without a database.
+    """
+    parser = _options_parser(prog)
+    values, rest = parser.parse_known_args(list(argv))
+    beam = _beam_options_parser()
+    _, unknown = beam.parse_known_args(rest)
+    if unknown:
+        known = [s for p in (parser, beam) for a in p._actions for s in a.option_strings if s.startswith("--")]
+        raise UserError(unknown_option_message(unknown[0], known))
+    check_needs(values, given_options(argv))
+    return values, rest
 
 
 def _check_patterns(name: str, value: Optional[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -375,6 +618,169 @@ def _has_several_workers(beam_options) -> bool:
     return (workers or 1) > 1
 
 
+#: Seconds between two progress lines of a local run.
+PROGRESS_INTERVAL_S = 5.0
+
+
+def wants_progress(values: argparse.Namespace, stream: Any = None) -> bool:
+    """Progress lines: as asked (``--progress``, else ``SQLPAIRS_PROGRESS=1|0``), else only on a terminal.
+
+    >>> import io
+    >>> wants_progress(argparse.Namespace(progress=True), io.StringIO())
+    True
+    """
+    asked = getattr(values, "progress", None)
+    if asked is None and os.environ.get("SQLPAIRS_PROGRESS", "").strip():
+        try:
+            asked = parse_bool(os.environ["SQLPAIRS_PROGRESS"])
+        except argparse.ArgumentTypeError:
+            asked = None
+    if asked is None:
+        stream = sys.stderr if stream is None else stream
+        asked = bool(getattr(stream, "isatty", lambda: False)())
+    return bool(asked)
+
+
+def progress_line(counts: Mapping[str, int], elapsed_s: float) -> str:
+    """One progress line from the job's counters (``read.out``, ``<stage>.rejected.<reason>``, ...).
+
+    "pairs" are those past dedup (the last stage before the writers, which write at the end).
+
+    >>> progress_line({"read.out": 90, "read.rejected.sql_too_long": 10, "parse.rejected.syntax": 5,
+    ...                "dedup.out": 40, "llm.questions.requests": 7, "llm.questions.calls": 9}, 10.0)
+    'sqlpairs: 10 s: 100 records read (10/s), 40 pairs, 15 dead letters, 7 model requests'
+    """
+    read = counts.get("read.out", 0) + sum(v for k, v in counts.items() if k.startswith("read.rejected."))
+    dead = sum(v for k, v in counts.items() if ".rejected." in k)
+    pairs = counts.get("sample.out", counts.get("dedup.out", 0))
+    requests = sum(v for k, v in counts.items() if k.startswith("llm.") and k.endswith(".requests"))
+    rate = read / elapsed_s if elapsed_s > 0 else 0.0
+    return (f"sqlpairs: {elapsed_s:.0f} s: {read} records read ({rate:.0f}/s), {pairs} pairs, "
+            f"{dead} dead letters, {requests} model requests")
+
+
+def _job_counters(monitoring_infos: Iterable[Any]) -> Counter:
+    """The job's own counters (namespace ``sqlpairs``) in Beam monitoring infos, by name."""
+    from apache_beam.runners.portability.portable_metrics import from_monitoring_infos
+
+    from transforms.common import NAMESPACE
+
+    totals: Counter = Counter()
+    for key, value in from_monitoring_infos(monitoring_infos, user_metrics_only=True)[0].items():
+        if key.metric.namespace == NAMESPACE:
+            totals[key.metric.name] += int(value or 0)
+    return totals
+
+
+class RunProgress:
+    """The job's counters while a local run runs, from Beam's own metrics.
+
+    Beam's ``FnApiRunner`` returns metrics only when the whole job is done, and a local
+    job is mostly one long fused bundle; so the totals are the counters of the bundles
+    that finished (as the runner receives them) plus those of the bundles the in-process
+    SDK worker is running now (``BundleProcessor.monitoring_infos()``, what Beam answers a
+    progress request with). Each total only grows: between a bundle's end and the runner
+    receiving its result, it is counted in neither. Reading Beam's internals is best effort:
+    if they change, the lines show the finished bundles only; the job is never affected.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._finished: Counter = Counter()
+        self._managers: list[Any] = []
+        self._highest: Counter = Counter()
+
+    def watch(self, worker_handler_manager: Any) -> None:
+        with self._lock:
+            if all(manager is not worker_handler_manager for manager in self._managers):
+                self._managers.append(worker_handler_manager)
+
+    def add_finished(self, monitoring_infos: Iterable[Any]) -> None:
+        counts = _job_counters(monitoring_infos)
+        with self._lock:
+            self._finished.update(counts)
+
+    def _running_bundles(self) -> list[Any]:
+        processors = []
+        with self._lock:
+            managers = list(self._managers)
+        for manager in managers:
+            for handlers in list(getattr(manager, "_cached_handlers", {}).values()):
+                for handler in list(handlers):
+                    cache = (getattr(handler, "bundle_processor_cache", None)  # in_memory
+                             or getattr(getattr(handler, "worker", None), "_bundle_processor_cache", None))
+                    for entry in list(getattr(cache, "active_bundle_processors", {}).values()):
+                        processors.append(entry[1])
+        return processors
+
+    def totals(self) -> Counter:
+        """The counters so far (each the highest value seen)."""
+        with self._lock:
+            totals = Counter(self._finished)
+        for processor in self._running_bundles():
+            try:
+                totals.update(_job_counters(processor.monitoring_infos()))
+            except Exception:  # noqa: BLE001 - a bundle changing under us: read it next time
+                continue
+        with self._lock:
+            for name, value in totals.items():
+                self._highest[name] = max(self._highest[name], value)
+            return Counter(self._highest)
+
+
+def _progress_runner(progress: RunProgress) -> Any:
+    """Beam's ``FnApiRunner``, telling ``progress`` each bundle's result and where bundles run."""
+    from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
+
+    class ProgressFnApiRunner(FnApiRunner):
+        def _execute_bundle(self, runner_execution_context, bundle_context_manager, bundle_input):
+            progress.watch(runner_execution_context.worker_handler_manager)
+            result = super()._execute_bundle(runner_execution_context, bundle_context_manager, bundle_input)
+            progress.add_finished(result.process_bundle.monitoring_infos)
+            return result
+
+    return ProgressFnApiRunner()
+
+
+class _ProgressPrinter(threading.Thread):
+    """Prints ``progress_line`` every ``interval_s`` seconds until stopped."""
+
+    def __init__(self, progress: RunProgress, started: float, interval_s: float, stream: Any) -> None:
+        super().__init__(name="sqlpairs-progress", daemon=True)
+        self.progress, self.started, self.interval_s, self.stream = progress, started, interval_s, stream
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval_s):
+            try:
+                line = progress_line(self.progress.totals(), time.monotonic() - self.started)
+                print(line, file=self.stream, flush=True)
+            except Exception:  # noqa: BLE001 - progress is informative; never fail the run
+                LOG.debug("progress line failed", exc_info=True)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(timeout=self.interval_s + 1)
+
+
+def _repair_beam_memory_probe() -> None:
+    """Stop RunInference's "Resource module is not available" warning at its cause.
+
+    ``apache_beam.ml.inference.base`` imports the standard ``resource`` module in one
+    ``try`` with its torch-only ``ModelManager``; without torch both are set to None, and
+    every model load then logs that warning on the root logger (twice per model run). The
+    module is there: hand it back, so Beam measures memory as it means to.
+    """
+    try:
+        import resource
+
+        from apache_beam.ml.inference import base
+    except ImportError:  # a platform without resource: Beam's warning is then true
+        return
+    if getattr(base, "resource", resource) is None:
+        base.resource = resource
+
+
 def _ensure_local_parent(prefix: str) -> None:
     if "://" not in prefix:
         parent = os.path.dirname(os.path.abspath(prefix))
@@ -383,14 +789,12 @@ def _ensure_local_parent(prefix: str) -> None:
 
 def run(argv: Sequence[str], prog: str = "sqlpairs run") -> int:
     """Parse, validate, build and run the job; returns the exit status."""
-    parser = _options_parser(prog)
-    values, rest = parser.parse_known_args(list(argv))
-    unknown = [a for a in rest if a.startswith("--")]
+    values, rest = parse_run_options(argv, prog)
     config = resolve(values)
     _ensure_local_parent(config.output)
 
     import apache_beam as beam
-    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
     from pipeline.graph import build, output_paths
     from transforms.report import AccountingError, format_stage_table
@@ -401,17 +805,27 @@ def run(argv: Sequence[str], prog: str = "sqlpairs run") -> int:
         # the next batch's requests go out while the last batch's replies are applied.
         beam_args += ["--direct_running_mode=multi_threading", "--direct_num_workers=4"]
     beam_options = PipelineOptions(beam_args)
-    try:
-        beam_options.view_as(SqlPairsOptions)
-    except SystemExit:
-        raise UserError(f"unrecognised options: {' '.join(unknown)}") from None
+    if config.questions or config.generation or (config.training and config.training.preference):
+        _repair_beam_memory_probe()
     config = config._replace(spread_records=_has_several_workers(beam_options))
     started = time.monotonic()
-    pipeline = beam.Pipeline(options=beam_options)
+    printer = None
+    local_runner = None
+    if wants_progress(values) and beam_options.view_as(StandardOptions).runner == "FnApiRunner":
+        progress = RunProgress()
+        local_runner = _progress_runner(progress)
+        printer = _ProgressPrinter(progress, started, PROGRESS_INTERVAL_S, sys.stderr)
+    pipeline = beam.Pipeline(runner=local_runner, options=beam_options)
     build(pipeline, config)
     try:
         # FnApiRunner runs the whole job inside run(); Dataflow fails in wait_until_finish.
-        result = pipeline.run()
+        if printer is not None:
+            printer.start()
+        try:
+            result = pipeline.run()
+        finally:
+            if printer is not None:
+                printer.stop()
         runner = beam_options.get_all_options().get("runner") or ""
         if "Dataflow" in str(runner) and not parse_bool(os.environ.get("SQLPAIRS_WAIT", "false")):
             LOG.info("submitted to Dataflow; not waiting for the job")
@@ -502,7 +916,8 @@ def _finish_report(path: str, elapsed_s: float, llm: Optional[dict[str, Any]] = 
         report["llm"] = llm
     from transforms.report_html import write_report_pages
 
-    write_report_pages(path, report, html=html)  # adds the training report; writes the HTML page and dataset card
+    defaults = {spec.name: spec.default for spec in OPTION_SPECS}
+    write_report_pages(path, report, html=html, defaults=defaults)  # adds the training report; writes the HTML page and dataset card
     write_text_file(path, json.dumps(report, indent=2) + "\n")
     return report
 
@@ -514,33 +929,32 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # sqlglot warns on every statement it can only keep as an opaque Command; those
     # statements are dead letters with a reason already, so the warnings are noise.
     logging.getLogger("sqlglot").setLevel(logging.ERROR)
-    beam_errors = logging.getLogger("apache_beam.runners.common")
-    if not any(isinstance(f, _QuietAccountingFailure) for f in beam_errors.filters):
-        beam_errors.addFilter(_QuietAccountingFailure())
-    top = argparse.ArgumentParser(
-        prog="sqlpairs",
-        description=_DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="commands:\n  run        run the job (see 'sqlpairs run --help')\n"
-        "  metadata   print templates/metadata.json generated from the options",
-    )
-    top.add_argument("command", choices=("run", "metadata"), help="what to do")
+    # in_memory runs log a DoFn's exception from runners.common, multi_threading ones from sdk_worker
+    for name in ("apache_beam.runners.common", "apache_beam.runners.worker.sdk_worker"):
+        beam_errors = logging.getLogger(name)
+        if not any(isinstance(f, _QuietAccountingFailure) for f in beam_errors.filters):
+            beam_errors.addFilter(_QuietAccountingFailure())
     if not argv or argv[0] in ("-h", "--help"):
-        top.print_help()
+        print(_TOP_HELP)
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     try:
         if command == "run":
-            if any(a in ("-h", "--help") for a in rest):
+            options = rest[: rest.index("--")] if "--" in rest else rest
+            if "-h" in options or "--help" in options:
                 _options_parser("sqlpairs run").print_help()
                 return 0
             return run(rest)
         if command == "metadata":
+            if rest:
+                raise UserError(f"metadata takes no options (got {rest[0]})")
             from pipeline.metadata import metadata_json
 
             print(metadata_json())
             return 0
-        raise UserError(f"unknown command {command!r} (expected run or metadata)")
+        match = difflib.get_close_matches(command, _COMMANDS, n=1)
+        raise UserError(f"unknown command {command!r}" + (f" (did you mean {match[0]}?)" if match else
+                                                          " (expected run or metadata)"))
     except UserError as error:
         print(f"sqlpairs: error: {error}", file=sys.stderr)
         return 2
