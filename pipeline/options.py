@@ -291,7 +291,7 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("preference", "Build DPO preference pairs the SENSE way: a weak model (--weak_llm) writes --samples "
                "SQL queries per final pair; each is executed and labelled correct, wrong_result, exec_error, "
                "timeout or unparseable against the gold result; correct vs incorrect samples become "
-               "PREFIX-dpo-*.jsonl {prompt, chosen, rejected, meta}. Needs --database.", "Preference pairs",
+               "the dpo set (PREFIX-dataset/jsonl/dpo/) {prompt, chosen, rejected, meta}. Needs --database.", "Preference pairs",
                default=False, type=parse_bool, flag=True),
     OptionSpec("samples", "SQL queries sampled from the weak model per question (--preference).",
                "Samples per question", default=4, type=_positive_int, regex="^[1-9][0-9]*$"),
@@ -330,11 +330,14 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                default=True, type=parse_bool, flag=True),
     OptionSpec("format", "Comma-separated output formats: pairs (the records, always written), sft-chat "
                "({messages: [system: DDL of the referenced tables, user: question, assistant: SQL]}), "
-               "prompt-completion (prompt and SQL apart, for completion-only loss), dpo (with --preference), "
-               "and parquet (a Parquet copy of every set listed).", "Output formats", default="pairs",
+               "prompt-completion (prompt and SQL apart, for completion-only loss), prompt-completion-chat "
+               "(TRL's conversational prompt/completion: prompt [system, user] as in sft-chat, completion "
+               "[assistant]), dpo and dpo-chat (with --preference; dpo-chat is TRL's conversational preference "
+               "format, prompt [system, user] as in sft-chat), and parquet (a Parquet copy of every set listed). "
+               "Sets go to PREFIX-dataset/<jsonl|parquet>/<set>/.", "Output formats", default="pairs",
                regex="^[a-z-]+(,[a-z-]+)*$"),
     OptionSpec("stage_by", "Also write one shard set per level for staged training, easiest first "
-               "(PREFIX-easy-*, PREFIX-sft-chat-hard-*, ...).", "Stage by", choices=("difficulty",)),
+               "(sets pairs-easy, sft-chat-hard, ... in PREFIX-dataset/).", "Stage by", choices=("difficulty",)),
     OptionSpec("sft_sample_rows", "Sample rows per table shown (as comments) under the DDL in sft-chat, "
                "prompt-completion and DPO prompts; read from --database.", "Sample rows in prompts",
                default=0, type=_non_negative_int, regex="^[0-9]+$"),
@@ -342,7 +345,8 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                "internal; Chinook: MIT').", "Input licenses"),
     # --- output ------------------------------------------------------------------------
     OptionSpec("output", "Output prefix: PREFIX-00000-of-0000N.jsonl (pairs), "
-               "PREFIX-rejects-00000-of-0000N.jsonl (dead letters) and PREFIX-report.json. Refused before the run "
+               "PREFIX-rejects-00000-of-0000N.jsonl (dead letters), PREFIX-report.json, and PREFIX-dataset/ (a "
+               "Hugging Face dataset folder: the card and one folder per set). Refused before the run "
                "if a file it would write is one of the inputs, or if it cannot be written.",
                "Output prefix"),
     OptionSpec("num_shards", "Number of output shards for pairs and for dead letters.", "Shards",

@@ -90,5 +90,5 @@ def test_smollm2_on_defog_questions_in_postgresql_every_sample_is_accounted_for(
     preference = report["preference"]
     assert preference["questions_sampled"] == len(picked) and preference["samples"] == 2 * len(picked)
     assert sum(preference["labels"].values()) == preference["samples"]
-    dpo = (tmp_path / "out" / "p-dpo-00000-of-00001.jsonl").read_text().splitlines()
+    dpo = (tmp_path / "out" / "p-dataset" / "jsonl" / "dpo" / "train-00000-of-00001.jsonl").read_text().splitlines()
     assert len(dpo) == preference["pairs"] == sum(preference["pairs_by_negative"].values())

@@ -101,7 +101,7 @@ def test_pages_are_written_beside_the_json_and_merge_the_training_report(tmp_pat
     assert report["preference"]["pairs"] == 21  # merged into the report that main then writes
     page = (tmp_path / "pairs-report.html").read_text()
     assert '<section id="preference">' in page and page.startswith("<!DOCTYPE html>")
-    assert (tmp_path / "README.md").read_text().startswith("---\nlicense: unknown\n")
+    assert (tmp_path / "pairs-dataset" / "README.md").read_text().startswith("---\nlicense: unknown\n")
 
 
 def test_a_training_report_left_by_an_earlier_run_is_not_merged(tmp_path):
