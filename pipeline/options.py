@@ -290,8 +290,9 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
     # --- preference data and training exports ------------------------------------------
     OptionSpec("preference", "Build DPO preference pairs the SENSE way: a weak model (--weak_llm) writes --samples "
                "SQL queries per final pair; each is executed and labelled correct, wrong_result, exec_error, "
-               "timeout or unparseable against the gold result; correct vs incorrect samples become "
-               "the dpo set (PREFIX-dataset/jsonl/dpo/) {prompt, chosen, rejected, meta}. Needs --database.", "Preference pairs",
+               "timeout or unparseable against the gold result; correct vs incorrect samples become the dpo "
+               "set (PREFIX-dataset/jsonl/dpo/) {prompt, chosen, rejected, meta}. Needs --database.",
+               "Preference pairs",
                default=False, type=parse_bool, flag=True),
     OptionSpec("samples", "SQL queries sampled from the weak model per question (--preference).",
                "Samples per question", default=4, type=_positive_int, regex="^[1-9][0-9]*$"),
