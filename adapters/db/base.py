@@ -87,8 +87,6 @@ _MESSAGE_WORDS = frozenset({"field list", "where clause", "on clause", "order cl
                             "having clause", "from clause", "window clause"})
 #: A single quote between two letters is an apostrophe (``doesn't``), not the start of a value.
 _SINGLE_QUOTE = re.compile(r"(?<![A-Za-z])'|'(?![A-Za-z])")
-
-
 _IDENTIFIER = re.compile(r"[A-Za-z_][\w$]*\Z")
 
 
