@@ -277,6 +277,13 @@ def line_source(stream: BinaryIO) -> BinaryIO:
     return io.BufferedReader(_Readable(stream), buffer_size=_SKIP_CHUNK)
 
 
+def peekable(stream: BinaryIO) -> io.BufferedReader:
+    """``stream`` when it is a buffered reader (it can ``peek``), else a buffered view of it (not owning it)."""
+    if isinstance(stream, io.BufferedReader):
+        return stream
+    return io.BufferedReader(_Readable(stream), buffer_size=_SKIP_CHUNK)
+
+
 def read_lines(stream: BinaryIO, max_bytes: int = MAX_SQL_BYTES) -> Iterator[tuple[int, Union[bytes, LongLine]]]:
     """``(line_number, raw_line)`` for each line of a binary stream, 1-based, newline kept.
 

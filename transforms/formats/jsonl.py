@@ -25,7 +25,6 @@ Each object goes through :func:`transforms.formats._common.record_to_pair`.
 from __future__ import annotations
 
 import codecs
-import io
 import json
 import re
 from typing import Any, BinaryIO, Iterator, NamedTuple, Optional, Union
@@ -34,12 +33,12 @@ from transforms.formats import RawPair, ReadReject
 from transforms.formats._common import (
     MAX_SQL_BYTES,
     LongLine,
-    _Readable,
     base_name,
     check_source,
     decode_line,
     excerpt,
     over_bytes,
+    peekable,
     read_lines,
     record_to_pair,
     too_long,
@@ -98,7 +97,7 @@ def iter_json_values(
     if base_name(path).endswith(_LINE_SUFFIXES):
         yield from _values_of_lines(read_lines(stream, max_bytes), path, (), max_bytes)
         return
-    reader = stream if isinstance(stream, io.BufferedReader) else io.BufferedReader(_Readable(stream), 1 << 16)
+    reader = peekable(stream)
     head = reader.peek(_PEEK)[:_PEEK]
     first = head.lstrip(_WHITESPACE)
     if first.startswith(_BOM):
@@ -227,7 +226,7 @@ def _values_of_document(stream, prefix: bytes, path: str, max_bytes: int) -> Ite
     if doc.text[doc.pos] != "[":  # one value: the whole document
         item, _ = _element(doc, path, max_bytes)
         if isinstance(item, JsonValue) and doc.skip_blanks():
-            yield ReadReject(path, "invalid_json", f"extra data after the value: {excerpt(doc.text[doc.pos:][:40])}")
+            yield ReadReject(path, "invalid_json", f"extra data after the value: {excerpt(doc.text[doc.pos:doc.pos + 40])}")
             return
         yield item
         return
@@ -250,7 +249,8 @@ def _values_of_document(stream, prefix: bytes, path: str, max_bytes: int) -> Ite
         if char == "]":
             doc.pos += 1
             if doc.skip_blanks():
-                yield ReadReject(path, "invalid_json", f"extra data after the array: {excerpt(doc.text[doc.pos:][:40])}")
+                yield ReadReject(path, "invalid_json",
+                                 f"extra data after the array: {excerpt(doc.text[doc.pos:doc.pos + 40])}")
             return
         if index:
             if char != ",":
