@@ -81,10 +81,12 @@ _VOWELS = frozenset("aeiou")
 # Words that schema identifiers are commonly glued from. Normalization folds unquoted
 # identifiers to lowercase (``BillingCountry`` becomes ``billingcountry``), so the case
 # boundaries are gone; a glued word made entirely of these (plus a plural 's'/'es', and
-# 'id'/'ip'/'no' as short pieces) is split back. Words that are themselves compounds people
-# write as one ('password', 'timestamp', 'username') are listed so they stay whole.
+# "at", "by", "id", "ip", "no" and "up" as short pieces) is split back. Words that are
+# themselves compounds people write as one ('password', 'timestamp', 'username', 'backup')
+# are listed so they stay whole.
 _GLUE_WORDS = frozenset("""
 access account accepted action active activity actual add added address admin advisor after
+backup cleanup followup lookup markup pickup popup rollup setup signup startup
 age agent air aircraft airline airport album allow amount answer answered approval approved
 area arrival artist asset assigned assignment audit author available average award back
 badge balance bank base bed begin bill billing birth block body book booking border box
@@ -125,7 +127,7 @@ type unit up update updated upload url user username valid value vendor venue
 verified version video view views visit vote warehouse website week weight width work
 writer year zip zone
 """.split())
-_GLUE_SHORT = frozenset({"id", "ip", "no"})
+_GLUE_SHORT = frozenset({"at", "by", "id", "ip", "no", "up"})
 
 
 def _split_glued(word: str) -> Optional[list[str]]:
@@ -415,7 +417,40 @@ def _source_for(
     source = _Source(singular, pluralize(singular), how)
     if isinstance(body, exp.Select):
         _add_body_conditions(source, body, parent, depth, ctes, rename=False)
+    elif isinstance(body, exp.SetOperation) and depth + 1 < _MAX_DEPTH:
+        source.cond = _set_body_conditions(body, parent, depth + 1, ctes)
     return source
+
+
+def _set_body_conditions(
+    body: exp.SetOperation, parent: Optional[_Scope], depth: int, ctes: dict[str, exp.Expression]
+) -> str:
+    """The conditions of a UNION / INTERSECT / EXCEPT used as a table, branch by branch.
+
+    'either a or b' (UNION), 'a and also b' (INTERSECT), 'a but not b' (EXCEPT); a UNION
+    branch without conditions keeps the other branch's phrase ('a in one part').
+    """
+    texts = []
+    for branch in (body.this, body.expression):
+        while isinstance(branch, (exp.Subquery, exp.Paren)):
+            branch = branch.this
+        if isinstance(branch, exp.SetOperation):
+            texts.append(_set_body_conditions(branch, parent, depth, ctes))
+        elif isinstance(branch, exp.Select):
+            probe = _Source("record", "records", "main")
+            _add_body_conditions(probe, branch, parent, depth, ctes, rename=False)
+            texts.append(probe.cond)
+        else:
+            texts.append("")
+    first, second = texts
+    if isinstance(body, exp.Intersect):
+        return f"{first} and also {second}" if first and second else first or second
+    if isinstance(body, exp.Except):
+        return f"{first} but not {second}" if first and second else first or (
+            f"not {second}" if second else "")
+    if first and second:
+        return f"either {first} or {second}"
+    return f"{first or second} in one part" if first or second else ""
 
 
 def _ctes_above(select: exp.Expression) -> dict[str, exp.Expression]:
@@ -1452,6 +1487,9 @@ def _connective(
 ) -> str:
     if negated and not is_and:  # NOT (a OR b): neither a nor b
         texts = [_cond(part, scope, False, True) for part in parts]
+        merged = _merge_patterns(parts, texts, scope, all_of=False, none_of=True)
+        if merged is not None:
+            return merged
         return "neither " + " nor ".join(texts)
     effective_and = is_and != negated  # De Morgan for NOT (a AND b)
     if not effective_and:
@@ -1489,12 +1527,13 @@ _PATTERN_WORDS = ("containing ", "starting with ", "ending with ")
 
 
 def _merge_patterns(
-    parts: list[exp.Expression], texts: list[str], scope: _Scope, all_of: bool
+    parts: list[exp.Expression], texts: list[str], scope: _Scope, all_of: bool, none_of: bool = False
 ) -> Optional[str]:
     """One column against several patterns of one kind, said once.
 
     ``t LIKE '%a%' OR t LIKE '%b%'`` -> 't containing "a" or "b"';
-    ``t NOT LIKE '%a%' AND t NOT LIKE '%b%'`` -> 't containing none of "a" and "b"'.
+    ``t NOT LIKE '%a%' AND t NOT LIKE '%b%'`` (``all_of``) and ``NOT (t LIKE '%a%' OR t LIKE
+    '%b%')`` (``none_of``) -> 't containing none of "a" and "b"'.
     """
     if len(parts) < 2:
         return None
@@ -1506,7 +1545,7 @@ def _merge_patterns(
         prefix = f"{left} {'not ' if all_of else ''}{kind}"
         rest = [text[len(prefix) :] for text in texts if text.startswith(prefix)]
         if len(rest) == len(texts) and all(r.startswith('"') and r.count('"') == 2 for r in rest):
-            if all_of:
+            if all_of or none_of:
                 return f"{left} {kind}none of {_and_list(rest)}"
             return prefix + _and_list(rest, "or")
     return None
