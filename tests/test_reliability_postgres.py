@@ -258,7 +258,7 @@ def test_a_result_under_the_byte_cap_is_whole_however_many_batches_it_takes(host
 
 # --- 7. connections bounded over many databases -------------------------------------------------------
 
-BUDGET_DBS = [f"zz_sqlpairs_budget_{i:02d}" for i in range(12)]
+BUDGET_DBS = [f"zz_sqlpairs_budget_{i:02d}" for i in range(10)]
 BUDGET_APP = "sqlpairs_budget_test"
 
 
@@ -347,6 +347,31 @@ def test_backends_killed_again_and_again_while_the_database_stays_up_lose_no_rec
     assert sum(kills) >= 3, "no backend was killed: the job was faster than the killer"
     assert dead == []
     assert len(pairs) == len(queries) and {p["execution"]["status"] for p in pairs} == {"ok"}
+
+
+def test_a_backend_killed_mid_query_is_retried_on_a_fresh_connection_not_a_query_error(hostile_url,
+                                                                                       executor_factory):
+    application = "sqlpairs_kill_mid_query"
+    executor = executor_factory(f"{hostile_url}?application_name={application}", timeout_s=5)
+    killed: list[int] = []
+
+    def kill_once() -> None:
+        with fx.pg_connect() as conn:
+            for _ in range(300):
+                pids = conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s "
+                                    "AND state = 'active' AND query LIKE 'FETCH%%'", (application,)).fetchall()
+                if pids:
+                    conn.execute("SELECT pg_terminate_backend(%s)", (pids[0][0],))
+                    killed.append(pids[0][0])
+                    return
+                time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_once, daemon=True)
+    killer.start()
+    result = executor.execute("SELECT pg_sleep(0.5), count(*) FROM accounts")
+    killer.join(timeout=10)
+    assert len(killed) == 1, "the query was never seen running"
+    assert (result.status, result.row_count) == ("ok", 1), result.error
 
 
 def test_losses_are_retried_at_once_and_only_refusals_for_the_whole_backoff_mean_down():

@@ -300,12 +300,23 @@ class PostgresExecutor(Executor):
             return self._budget
 
     def _connect(self) -> DeadlineConnection:
-        """A new read-only session: any transaction it starts is read-only unless it says otherwise."""
-        conn = DeadlineConnection.connect(self._conninfo, **self._kwargs)
+        """A new read-only session: any transaction it starts is read-only unless it says otherwise.
+
+        ``ConnectionLost``: refused when no connection was made, not refused when one was
+        made and then broke during its set-up (an administrator's kill, say).
+        """
+        try:
+            conn = DeadlineConnection.connect(self._conninfo, **self._kwargs)
+        except psycopg.Error as error:
+            raise ConnectionLost(one_line(f"cannot connect: {error}")) from error
         try:
             conn.deadline = time.monotonic() + CONNECT_TIMEOUT_S
             conn.execute("SET default_transaction_read_only = on")
             conn.superuser = conn.info.parameter_status("is_superuser") == "on"
+        except psycopg.Error as error:
+            broke = _is_lost(error, conn)  # a silent server (ClientDeadline) is not serving: a refusal
+            _close(conn)
+            raise ConnectionLost(one_line(f"session set-up failed: {error}"), refused=not broke) from error
         except BaseException:
             _close(conn)
             raise
@@ -342,21 +353,26 @@ class PostgresExecutor(Executor):
             return budget.take(self, self._connect, timeout=wait_s)
         except BudgetTimeout as error:
             raise ConnectionLost(str(error), refused=False) from None
-        except psycopg.Error as error:
-            raise ConnectionLost(one_line(f"cannot connect: {error}")) from error
 
-    def check(self) -> None:
-        try:
-            conn = self._connect()
-        except psycopg.Error as error:
-            raise DatabaseUnavailable(redact(one_line(f"cannot connect to {self._display}: {error}"))) from None
-        try:
-            conn.deadline = time.monotonic() + CONNECT_TIMEOUT_S
-            conn.execute("SELECT 1").fetchall()
-        except psycopg.Error as error:
-            raise DatabaseUnavailable(redact(one_line(f"cannot query {self._display}: {error}"))) from None
-        finally:
-            _close(conn)
+    def check(self, attempts: int = 3) -> None:
+        """Connect and run ``SELECT 1``; a refusal fails at once, a connection that broke is tried again."""
+        for attempt in range(attempts):
+            try:
+                conn = self._connect()
+                try:
+                    conn.deadline = time.monotonic() + CONNECT_TIMEOUT_S
+                    conn.execute("SELECT 1").fetchall()
+                    return
+                except psycopg.Error as error:
+                    if _is_lost(error, conn):
+                        raise ConnectionLost(one_line(str(error)), refused=False) from error
+                    raise DatabaseUnavailable(redact(one_line(f"cannot query {self._display}: {error}"))) from None
+                finally:
+                    _close(conn)
+            except ConnectionLost as lost:
+                if lost.refused or attempt + 1 == attempts:
+                    why = lost.__cause__ or lost
+                    raise DatabaseUnavailable(redact(one_line(f"cannot connect to {self._display}: {why}"))) from None
 
     def close(self) -> None:
         with self._lock:
