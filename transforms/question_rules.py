@@ -1862,20 +1862,27 @@ def _item_text(node: exp.Expression, alias: str, scope: _Scope) -> str:
         if alias_words is not None and not (
             alias_words.rsplit(" ", 1)[-1] in _RATIO_WORDS and _is_ratio(inner)
         ):
-            if _has_filtered_query(inner):  # the alias alone would hide what it counts or keeps
+            if _has_filtered_query(inner, scope):  # the alias alone would hide what it counts or keeps
                 return f"the {alias_words} ({_value(inner, scope)})"
             return f"the {alias_words}"
     return _value(inner, scope)
 
 
-def _has_filtered_query(node: exp.Expression) -> bool:
-    """Whether a query nested in ``node`` has a WHERE or HAVING of its own (queries nested in
-    those are not looked into: the walk stays small)."""
+def _has_filtered_query(node: exp.Expression, scope: _Scope) -> bool:
+    """Whether a query nested in ``node`` has a WHERE or HAVING of its own, or reads a CTE that
+    has one (queries nested in those are not looked into: the walk stays small)."""
     stack = [node]
     while stack:
         current = stack.pop()
         if isinstance(current, exp.Select):
             if current.args.get("where") is not None or current.args.get("having") is not None:
+                return True
+            from_ = current.args.get("from_")
+            table = from_.this if isinstance(from_, exp.From) else None
+            body = scope.ctes.get(table.name.lower()) if isinstance(table, exp.Table) and scope.ctes else None
+            if isinstance(body, exp.Select) and (
+                body.args.get("where") is not None or body.args.get("having") is not None
+            ):
                 return True
             continue
         stack.extend(current.iter_expressions())
