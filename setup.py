@@ -19,7 +19,7 @@ setup(
         "apache-beam>=2.77,<3",
         "sqlglot[c]>=30",
         "pyarrow>=14",
-        "psycopg[binary]>=3.2",
+        "psycopg[binary]>=3.3",  # Connection.wait(timeout=): the client-side deadline of every exchange
         "psycopg_pool>=3.2",
         "PyMySQL>=1.1",
         "duckdb>=1.1",
