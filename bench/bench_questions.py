@@ -154,14 +154,11 @@ _FLAG_PREFIXES = ("is ", "has ")
 
 
 def condition_roots(tree: exp.Expression) -> list[exp.Expression]:
-    """WHERE, HAVING and inner-join ON conditions anywhere in the tree."""
+    """WHERE (``FILTER (WHERE ..)`` included), HAVING and JOIN ... ON conditions anywhere in the tree."""
     roots = []
     for node in tree.walk():
         if isinstance(node, (exp.Where, exp.Having)) and node.this is not None:
-            if not isinstance(node.parent, exp.Filter):  # COUNT(*) FILTER (WHERE ..) counts too
-                roots.append(node.this)
-            else:
-                roots.append(node.this)
+            roots.append(node.this)
         elif isinstance(node, exp.Join) and node.args.get("on") is not None:
             roots.append(node.args["on"])
     return roots
