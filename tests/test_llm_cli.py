@@ -69,7 +69,7 @@ def test_a_rerun_with_the_cache_makes_zero_calls_and_writes_identical_pairs(llm_
     (["--llm", "gemini"], "--llm_project"),
     (["--llm", "openai"], "--llm_endpoint"),
     (["--llm", "openai", "--llm_api_key_env", "SQLPAIRS_TEST_UNSET_KEY"], "that variable is not set"),
-    (["--context", "segmented"], "needs a model"),
+    (["--chat_history", str(REPO / "examples" / "chat_history.json"), "--context", "segmented"], "needs a model"),
     (["--question_styles", "poetic", "--llm", "openai", "--llm_endpoint", "http://127.0.0.1:9"], "poetic"),
 ])
 def test_unworkable_llm_options_are_one_line_user_errors(extra, message, tmp_path, monkeypatch, capsys):

@@ -58,6 +58,8 @@ def test_any_input_option_in_the_outputs_names_is_refused(option, name, tmp_path
     path = tmp_path / name
     shutil.copy(SEEDS, path)
     args = ["--seed_pairs", str(SEEDS)] if option != "--seed_pairs" else []
+    if option == "--personas_file":
+        args += ["--synthesize_from_schema", "1"]  # the stage that reads it (else it is refused as unread)
     line = _refused(capsys, *args, option, str(path), "--output", str(tmp_path / "o"))
     assert "would overwrite the input" in line and option in line
 
