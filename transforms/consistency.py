@@ -74,13 +74,13 @@ def judge(executor: Any, gold_sql: str, model_sql: str, dialect: str) -> Verdict
     except DatabaseUnavailable:
         raise
     except Exception as error:  # noqa: BLE001 - the pair's own SQL failing is a verdict
-        return Verdict("error", "gold_sql_error", redact(f"{type(error).__name__}: {error}")[:500])
+        return Verdict("error", "gold_sql_error", executor.describe_error(error, gold_sql)[:500])
     try:
         _, blind_rows = executor.fetch_rows(blind)
     except DatabaseUnavailable:
         raise
     except Exception as error:  # noqa: BLE001 - the model's SQL failing is a verdict
-        return Verdict("error", "model_sql_error", redact(f"{type(error).__name__}: {error}")[:500])
+        return Verdict("error", "model_sql_error", executor.describe_error(error, blind)[:500])
     if results_match(gold_rows, blind_rows, order_matters=has_top_level_order_by(gold_tree)):
         return Verdict("match")
     return Verdict("mismatch", "mismatch", f"the pair's SQL returned {len(gold_rows)} rows, the blind SQL "

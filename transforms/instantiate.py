@@ -536,7 +536,7 @@ class _InstantiateFn(beam.DoFn):
                 except DatabaseUnavailable:
                     raise
                 except Exception as error:  # noqa: BLE001 - e.g. the column is not in this table
-                    cached = ("error", redact(f"{type(error).__name__}: {error}")[:200])
+                    cached = ("error", executor.describe_error(error, sql)[:200])
                 self._samples[key] = cached
                 while len(self._samples) > _CACHE_SIZE:
                     self._samples.popitem(last=False)

@@ -386,7 +386,7 @@ def _fetch(executor: Any, sql: str) -> QueryRun:
             timeout = bool(executor._is_timeout(error))  # the Executor contract's own test
         except Exception:  # noqa: BLE001
             pass
-        detail = redact(f"{type(error).__name__}: {error}".strip())[:DETAIL_CHARS]
+        detail = executor.describe_error(error, sql)[:DETAIL_CHARS]  # class and code; quoted data masked
         return QueryRun(failure="timeout" if timeout else "exec_error", detail=detail)
     return QueryRun(rows=list(rows))
 

@@ -50,7 +50,7 @@ class DatabaseUnavailable(Exception):
     """The database could not be reached (at start, or after bounded reconnects)."""
 
 
-_PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+_PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)\S*@")  # to the last @: a raw @ in a password hides nothing
 
 
 def redact(text: str) -> str:
