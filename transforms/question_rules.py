@@ -1497,9 +1497,10 @@ def _connective(
         if merged is not None:
             return merged
     texts = [_cond(part, scope, negated, True) for part in parts]
-    merged = _merge_patterns(parts, texts, scope, all_of=effective_and)
-    if merged is not None:
-        return f"either {merged}" if nested and not effective_and else merged
+    if isinstance(parts[0], _PATTERN_TYPES + (exp.Not,)):
+        merged = _merge_patterns(parts, texts, scope, all_of=effective_and)
+        if merged is not None:
+            return f"either {merged}" if nested and not effective_and else merged
     if effective_and:
         return " and ".join(texts)
     joined = _and_list(texts, "or")
@@ -1537,9 +1538,12 @@ def _merge_patterns(
     """
     if len(parts) < 2:
         return None
-    patterns = [part.this if isinstance(part, exp.Not) else part for part in parts]
-    if not all(isinstance(part, _PATTERN_TYPES) for part in patterns):
-        return None
+    patterns = []
+    for part in parts:
+        pattern = part.this if isinstance(part, exp.Not) else part
+        if not isinstance(pattern, _PATTERN_TYPES):
+            return None
+        patterns.append(pattern)
     left = _value(patterns[0].this, scope)
     for kind in _PATTERN_WORDS:
         prefix = f"{left} {'not ' if all_of else ''}{kind}"
