@@ -112,7 +112,7 @@ def parse_file(stream: Any, path: str, kind: str, settings: ReadSettings) -> Ite
     if fmt == "csv" or fmt == "defog":
         buffered = io.BufferedReader(stream) if not hasattr(stream, "peek") else stream
         if fmt == "defog" or (kind == "seed_pairs" and _looks_like_defog(buffered)):
-            return parse_defog_csv(buffered, path)
+            return parse_defog_csv(buffered, path, max_sql_bytes=limit)
         if kind == "sql_logs" and settings.sql_field == "sql" and looks_like_pg_stat_statements(buffered.peek(4096)):
             return parse_pg_stat_statements(buffered, path, db_id_field=settings.db_id_field, max_sql_bytes=limit)
         return parse_csv(buffered, path, **fields)

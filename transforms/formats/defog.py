@@ -23,7 +23,7 @@ from sqlglot.errors import TokenError
 from sqlglot.tokens import TokenType
 
 from transforms.formats import RawPair, ReadReject
-from transforms.formats._common import csv_rows, excerpt, text_problem
+from transforms.formats._common import MAX_SQL_BYTES, csv_rows, excerpt, text_problem
 from transforms.formats.sql_file import split_statements
 
 #: Most queries one cell may expand to (column sets grow as 2^n - 1).
@@ -146,7 +146,9 @@ def _expand_column_sets(text: str, tokenizer) -> list[str]:
     return expanded
 
 
-def parse_defog_csv(stream: BinaryIO, path: str) -> Iterator[Union[RawPair, ReadReject]]:
+def parse_defog_csv(
+    stream: BinaryIO, path: str, max_sql_bytes: int = MAX_SQL_BYTES
+) -> Iterator[Union[RawPair, ReadReject]]:
     """One ``RawPair`` per expanded query of each row of a sql-eval CSV (source ``seed``).
 
     ``extra`` holds the row's other non-empty columns (``query_category``,
@@ -158,7 +160,7 @@ def parse_defog_csv(stream: BinaryIO, path: str) -> Iterator[Union[RawPair, Read
     too. A cell that cannot be expanded is ``malformed_query``.
     """
     header = None
-    for line, row in csv_rows(stream, path):
+    for line, row in csv_rows(stream, path, max_sql_bytes):  # a record over --max_sql_bytes: sql_too_long
         origin = f"{path}:{line}"
         if isinstance(row, ReadReject):
             yield row
