@@ -134,9 +134,15 @@ def _metavar(action: argparse.Action) -> Optional[str]:
 def _beam_options_parser() -> argparse.ArgumentParser:
     """Every option Beam itself knows, built from its ``PipelineOptions`` subclasses as
     ``PipelineOptions.get_all_options`` does (ours left out); a bad value is a ``UserError``."""
-    from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+    from apache_beam.options import pipeline_options
+    from apache_beam.options.pipeline_options import PipelineOptions
 
-    class BeamParser(_BeamArgumentParser):
+    base = getattr(pipeline_options, "_BeamArgumentParser", None)  # knows add_value_provider_argument
+    if base is None:  # pragma: no cover - a Beam without it registers its options with plain argparse
+        base = type("BeamArgumentParser", (argparse.ArgumentParser,),
+                    {"add_value_provider_argument": argparse.ArgumentParser.add_argument})
+
+    class BeamParser(base):  # type: ignore[misc, valid-type]
         def error(self, message: str) -> None:  # type: ignore[override]
             raise UserError(message)
 
@@ -169,7 +175,7 @@ def unknown_option_message(token: str, known: Iterable[str]) -> str:
 
 
 def given_options(argv: Sequence[str]) -> frozenset[str]:
-    """Our options named on the command line (a Flex Template passes only those set).
+    """Our options named on the command line.
 
     A token starting with ``--`` is always an option to argparse (a value that looks like
     one must be written ``--name=--value``), so presence is read off the tokens.
@@ -285,8 +291,18 @@ def parse_run_options(argv: Sequence[str], prog: str = "sqlpairs run") -> tuple[
     if unknown:
         known = [s for p in (parser, beam) for a in p._actions for s in a.option_strings if s.startswith("--")]
         raise UserError(unknown_option_message(unknown[0], known))
-    check_needs(values, given_options(argv))
+    check_needs(values, set_options(values, argv))
     return values, rest
+
+
+def set_options(values: argparse.Namespace, argv: Sequence[str]) -> frozenset[str]:
+    """Our options named on the command line with a value other than their default.
+
+    A Flex Template launch may pass a parameter's ``defaultValue`` from metadata.json
+    although the user set nothing; such a value changes nothing, so it is never refused.
+    """
+    defaults = {spec.name: spec.default for spec in OPTION_SPECS}
+    return frozenset(name for name in given_options(argv) if getattr(values, name) != defaults[name])
 
 
 def _check_patterns(name: str, value: Optional[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -98,7 +98,7 @@ def test_values_that_look_like_options_are_values():
 
 @pytest.mark.parametrize("args, message", [
     (["--weak_llm", "openai"], "--weak_llm needs --preference"),
-    (["--samples", "4"], "--samples needs --preference"),  # given, even at its default value
+    (["--samples", "2"], "--samples needs --preference"),
     (["--dpo_keep_gold"], "--dpo_keep_gold needs --preference"),
     (["--weak_temperature", "1.0"], "--weak_temperature needs --preference"),
     (["--preference=false", "--samples", "2"], "--samples needs --preference"),
@@ -144,6 +144,15 @@ def test_an_option_nothing_would_read_is_refused(capsys, tmp_path, args, message
 ])
 def test_with_what_they_need_the_options_are_accepted(args):
     parse_run_options(["--sql_logs", LOGS, *args, "--output", "o"])  # no UserError
+
+
+def test_defaults_passed_explicitly_as_a_flex_template_may_are_accepted():
+    """metadata.json declares defaultValues; a launch may pass them all although the user set none."""
+    defaults = [f"--{spec.name}={str(spec.default).lower() if isinstance(spec.default, bool) else spec.default}"
+                for spec in OPTION_SPECS if spec.default is not None and spec.name != "output"]
+    assert len(defaults) > 30
+    values, rest = parse_run_options(["--sql_logs", LOGS, "--output", "o", *defaults])
+    assert rest == [] and values.samples == 4 and values.tool_name == "db_query"
 
 
 def test_every_model_option_is_covered_by_a_rule():
