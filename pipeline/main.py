@@ -38,17 +38,18 @@ _USAGE = ("%(prog)s --output PREFIX [--sql_logs GLOB] [--chat_history GLOB] [--s
 
 _BEAM_PASS_THROUGH = """\
 Beam pass-through:
-  Every Apache Beam pipeline option is accepted and handed to Beam unchanged; any other
-  option is an error (names are never abbreviated). The common ones:
-    --runner RUNNER          default: Beam's in-process FnApiRunner; DataflowRunner for Dataflow
-    --direct_running_mode    in_memory (default), multi_threading or multi_processing
+  Every Apache Beam pipeline option is accepted and handed to Beam unchanged;
+  any other option is an error, and no name may be abbreviated. Common ones:
+    --runner RUNNER          FnApiRunner (in-process, the default), DataflowRunner
+    --direct_running_mode M  in_memory (default), multi_threading, multi_processing
     --direct_num_workers N   local workers (0: one per core)
     --project, --region, --temp_location, --staging_location, --job_name
                              where a Dataflow job runs and keeps its files
     --sdk_container_image, --setup_file, --requirements_file
                              what the Dataflow workers run
     --experiments, --max_num_workers, --machine_type, --service_account_email
-  Full list: https://beam.apache.org/releases/pydoc/current/apache_beam.options.pipeline_options.html"""
+  All of them:
+  https://beam.apache.org/releases/pydoc/current/apache_beam.options.pipeline_options.html"""
 
 #: Placeholders that say what a value is, where the option's name alone does not.
 _METAVARS = {"output": "PREFIX", "sql_logs": "GLOB", "chat_history": "GLOB", "seed_pairs": "GLOB",
