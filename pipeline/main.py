@@ -308,9 +308,7 @@ def set_options(values: argparse.Namespace, argv: Sequence[str]) -> frozenset[st
 
 def _check_patterns(name: str, value: Optional[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The patterns of ``--name`` and the files they match; a pattern that matches nothing is an error."""
-    from apache_beam.io.filesystems import FileSystems
-
-    from transforms.read import split_patterns
+    from transforms.read import match_pattern, split_patterns
 
     patterns = split_patterns(value)
     files: list[str] = []
@@ -319,7 +317,7 @@ def _check_patterns(name: str, value: Optional[str]) -> tuple[tuple[str, ...], t
             raise UserError(f"--{name} {pattern!r} is a directory: give a file pattern such as "
                             f"{os.path.join(pattern, '*')!r}")
         try:
-            matched = FileSystems.match([pattern])[0].metadata_list
+            matched = match_pattern(pattern).files  # ** spans directories; broken links are dead letters
         except Exception as error:  # noqa: BLE001 - a filesystem error is the user's to fix
             raise UserError(f"--{name} {pattern!r}: {error}") from None
         if not matched:

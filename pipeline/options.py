@@ -358,6 +358,9 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("record_timings", "Write each query's execution.elapsed_ms into the output. Off by default, "
                "because timings differ between runs and the output is otherwise byte-identical for the "
                "same input and options.", "Record timings", default=False, type=parse_bool, flag=True),
+    OptionSpec("progress", "Print a progress line on stderr every few seconds during a local run (records read, "
+               "pairs, dead letters, model requests, rate, elapsed time). Default: only when stderr is a terminal; "
+               "SQLPAIRS_PROGRESS=1|0 decides otherwise.", "Progress lines", type=parse_bool, flag=True),
 )
 
 OPTION_NAMES = tuple(spec.name for spec in OPTION_SPECS)
