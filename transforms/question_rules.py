@@ -34,12 +34,17 @@ from typing import Callable, Optional
 
 from sqlglot import exp
 
-MAX_QUESTION_CHARS = 400
-"""Upper bound on the length of a question; longer ones are cut at a word boundary."""
+MAX_QUESTION_CHARS = 1000
+"""Upper bound on the length of a question; longer ones are cut at a word boundary.
+
+The bound :mod:`transforms.questions` puts on a model's question. A cut drops conditions and
+values, and a question that says less than its SQL is wrong where a long one is only long, so
+a rules question is cut only past this (no query of the Defog and SEDE sets comes near it).
+"""
 
 _MAX_DEPTH = 4  # nested SELECTs described before "a nested result"
 _MAX_ITEMS = 6  # selected items named before "and N other values"
-_MAX_LIST_VALUES = 12  # IN-list values named before "or N other values"
+_MAX_LIST_VALUES = 30  # IN-list values named before "or N other values": each one is a condition
 _FALLBACK_QUESTION = "Show the requested data."
 
 # ---------------------------------------------------------------------------------------------
@@ -313,7 +318,7 @@ _GENERIC_ALIASES = frozenset(
 class _Source:
     """One table (or CTE, or derived table) in a scope."""
 
-    __slots__ = ("singular", "plural", "how", "links", "cond", "matching")
+    __slots__ = ("singular", "plural", "how", "links", "cond", "matching", "items")
 
     def __init__(self, singular: str, plural: str, how: str, cond: str = "") -> None:
         self.singular = singular
@@ -322,6 +327,7 @@ class _Source:
         self.links = 0  # how many other tables join conditions connect it to
         self.cond = cond  # the WHERE/HAVING phrase of a derived table or CTE: it filters too
         self.matching = ""  # and what its outer joins' ON conditions keep (``_outer_join_matching``)
+        self.items: dict[str, str] = _NO_ITEMS  # column -> what a filtered query in its body computes
 
 
 class _Scope:
@@ -381,6 +387,7 @@ class _Scope:
 
 
 _NO_CTES: dict[str, exp.Expression] = {}  # shared, never written to
+_NO_ITEMS: dict[str, str] = {}  # shared, never written to
 
 
 def _source_for(
@@ -488,6 +495,7 @@ def _add_body_conditions(
         and isinstance(from_.this, exp.Table)
         and from_.this.name.lower() not in ctes
     )
+    inner: Optional[_Scope] = None
     if not plain:
         inner = _build_scope(body, parent, depth + 1, ctes)
         conditions = [inner_source.cond for inner_source in inner.order if inner_source.cond]
@@ -496,6 +504,7 @@ def _add_body_conditions(
             conditions.append(_cond(having.this, inner, nested=True))
         source.cond = " and ".join(c for c in conditions if c)
         source.matching = _outer_join_matching(body, inner)
+    _add_filtered_items(source, body, inner, parent, depth, ctes)
     if rename and isinstance(group, exp.Group) and len(group.expressions) == 1:
         key = _unwrap(group.expressions[0])
         if isinstance(key, exp.Column):
@@ -504,6 +513,36 @@ def _add_body_conditions(
             if len(stem) >= 3:
                 source.singular = singularize(stem)
                 source.plural = pluralize(source.singular)
+
+
+def _add_filtered_items(
+    source: _Source,
+    body: exp.Select,
+    inner: Optional[_Scope],
+    parent: Optional[_Scope],
+    depth: int,
+    ctes: dict[str, exp.Expression],
+) -> None:
+    """Give ``source`` what its body's columns computed by a filtered query are.
+
+    ``WITH t AS (SELECT .., (SELECT COUNT(*) .. WHERE closeddate IS NOT NULL) AS closedtotal ..)
+    SELECT closedtotal FROM t``: the outer query names 'closed total', and only the body says
+    which rows it counts (see ``_item_text``).
+    """
+    for item in body.expressions:
+        if not isinstance(item, exp.Alias) or not any(True for _ in item.this.find_all(exp.Query)):
+            continue
+        probe = inner
+        if probe is None:  # a body without conditions has no scope yet: its CTEs are enough here
+            probe = _Scope(parent)
+            probe.ctes = ctes
+        if not _has_filtered_query(item.this, probe):
+            continue
+        if inner is None:
+            inner = _build_scope(body, parent, depth + 1, ctes)
+        if source.items is _NO_ITEMS:
+            source.items = {}
+        source.items[item.alias.lower()] = _value(item.this, inner)
 
 
 def _build_scope(
@@ -662,10 +701,62 @@ def _string_value(node: Optional[exp.Expression]) -> Optional[str]:
     return None
 
 
+_CONTROL_RUN = re.compile(r"([\r\n\t]+)")
+
+
+def _quoted(text: str) -> str:
+    """A value in double quotes, its line breaks and tabs said in words (a question is one line).
+
+    >>> _quoted("AC/DC")
+    '"AC/DC"'
+    >>> _quoted("<blockquote>\\n  <p>")
+    '"<blockquote>" then a line break then "  <p>"'
+    """
+    if "\n" not in text and "\r" not in text and "\t" not in text:
+        return f'"{text}"'
+    out: list[str] = []
+    for index, part in enumerate(_CONTROL_RUN.split(text)):  # piece, run, piece, run, ...
+        if index % 2:
+            out.append("a tab" if set(part) == {"\t"} else "a line break")
+        elif part:
+            out.append(f'"{part}"')
+    return " then ".join(out)
+
+
+def _folded_string(node: Optional[exp.Expression]) -> Optional[str]:
+    """The text of a string literal, or of one built from literals alone
+    (``'a' + CHAR(10) + 'b'``, ``'%' || 'x' || '%'``, ``CONCAT('%', 'x', '%')``), else None.
+
+    A pattern built that way is as constant as a plain one, and is described like one.
+    """
+    while isinstance(node, exp.Paren):
+        node = node.this
+    text = _string_value(node)
+    if text is not None or node is None:
+        return text
+    if isinstance(node, exp.Chr):
+        code = node.expressions[0] if len(node.expressions) == 1 else None
+        number = code.this if isinstance(code, exp.Literal) and not code.is_string else ""
+        return chr(int(number)) if number.isdigit() and int(number) < 0x110000 else None
+    if isinstance(node, (exp.Add, exp.DPipe)):
+        parts = [node.this, node.expression]
+    elif isinstance(node, exp.Concat):
+        parts = list(node.expressions)
+    else:
+        return None
+    texts = []
+    for part in parts:
+        text = _folded_string(part)
+        if text is None:
+            return None
+        texts.append(text)
+    return "".join(texts)
+
+
 @_rules(exp.Literal, *_STRING_TYPES)
 def _literal(node: exp.Expression, scope: _Scope) -> str:
     text = _string_value(node)
-    return f'"{text}"' if text is not None else str(node.this)
+    return _quoted(text) if text is not None else str(node.this)
 
 
 @_rules(exp.Boolean)
@@ -1098,9 +1189,35 @@ def _greatest_least(node: exp.Expression, scope: _Scope) -> str:
 
 @_rules(exp.Case, exp.If)
 def _case(node: exp.Expression, scope: _Scope) -> str:
+    if _has_filtered_query(node, scope):
+        return _case_branches(node, scope)
     columns = _columns_in(node, scope)
     basis = _and_list(columns) if columns else "the given conditions"
     return f"a category based on {basis}"
+
+
+def _case_branches(node: exp.Expression, scope: _Scope) -> str:
+    """'x if c, otherwise y', every branch said.
+
+    For a CASE whose conditions or values query rows with conditions of their own
+    (``CASE WHEN EXISTS (SELECT .. WHERE ..) THEN ..``): 'a category based on x' would hide
+    what those queries keep. Other CASEs stay a category (their branches are values).
+    """
+    if isinstance(node, exp.If):
+        branches = [(node.this, node.args.get("true"))]
+        default, subject = node.args.get("false"), None
+    else:
+        branches = [(branch.this, branch.args.get("true")) for branch in node.args.get("ifs") or ()]
+        default, subject = node.args.get("default"), node.this
+    texts = []
+    for condition, value in branches:
+        if subject is not None:  # CASE x WHEN 1 THEN ..
+            when = f"{_value(subject, scope)} {_value(condition, scope)}"
+        else:
+            when = _cond(condition, scope, nested=True)
+        texts.append(f"{_value(value, scope)} if {when}")
+    otherwise = _value(default, scope) if default is not None else "nothing"
+    return ", ".join(texts) + f", otherwise {otherwise}"
 
 
 # --- dates ------------------------------------------------------------------------------------
@@ -1723,11 +1840,11 @@ def _pattern(node: exp.Expression, scope: _Scope, negated: bool) -> str:
     left = _value(node.this, scope)
     pattern = _unwrap(node.expression)
     prefix = "not " if negated else ""
-    text = _string_value(pattern)
+    text = _folded_string(pattern)
     if text is None:
         return f"{left} {prefix}matching {_value(pattern, scope)}"
     if "_" in text.replace("\\_", ""):
-        return f'{left} {prefix}matching the pattern "{text}"'
+        return f"{left} {prefix}matching the pattern {_quoted(text)}"
     pieces = [piece for piece in text.split("%") if piece]
     if not pieces:  # LIKE '%' matches every non-null value
         return f"no {left}" if negated else f"a known {left}"
@@ -1735,10 +1852,10 @@ def _pattern(node: exp.Expression, scope: _Scope, negated: bool) -> str:
     if len(pieces) > 1 and not starts and not ends:
         if len(set(pieces)) == 1:  # '%,%,%': the piece at least twice
             times = {2: "twice", 3: "three times"}.get(len(pieces), f"{len(pieces)} times")
-            return f'{left} {prefix}containing "{pieces[0]}" at least {times}'
-        followed = " followed by ".join(f'"{piece}"' for piece in pieces)
+            return f"{left} {prefix}containing {_quoted(pieces[0])} at least {times}"
+        followed = " followed by ".join(_quoted(piece) for piece in pieces)
         return f"{left} {prefix}containing {followed}"
-    quoted = " then ".join(f'"{piece}"' for piece in pieces)
+    quoted = " then ".join(_quoted(piece) for piece in pieces)
     if starts and ends and len(pieces) == 1:
         return f"{left} not equal to {quoted}" if negated else f"{left} {quoted}"
     if starts and not ends and len(pieces) == 1:
@@ -1747,7 +1864,7 @@ def _pattern(node: exp.Expression, scope: _Scope, negated: bool) -> str:
         return f"{left} {prefix}ending with {quoted}"
     if not starts and not ends:
         return f"{left} {prefix}containing {quoted}"
-    return f'{left} {prefix}matching the pattern "{text}"'
+    return f"{left} {prefix}matching the pattern {_quoted(text)}"
 
 
 def _in(node: exp.Expression, scope: _Scope, negated: bool) -> str:
@@ -1853,9 +1970,15 @@ def _informative_alias(alias: str) -> Optional[str]:
 def _item_text(node: exp.Expression, alias: str, scope: _Scope) -> str:
     """One selected item as a noun phrase, preferring a human alias for complex expressions."""
     inner = _unwrap(node) if not isinstance(node, exp.Alias) else node.this
+    if isinstance(inner, exp.Column):
+        computed = _computed_by_body(inner, scope)
+        if computed is not None:
+            return f"{_value(inner, scope)} ({computed})"
     if isinstance(inner, (exp.Case, exp.If)):
-        basis = _value(inner, scope)  # 'a category based on x'
+        basis = _value(inner, scope)  # 'a category based on x', or 'x if c, otherwise y'
         alias_words = humanize(alias) if alias else ""
+        if not basis.startswith("a category "):  # the branches, set apart from the other items
+            return f"the {alias_words} ({basis})" if alias_words else f"a value ({basis})"
         if not alias_words:
             return basis
         if alias_words.endswith(_INFORMATIVE_SUFFIXES):
@@ -1870,6 +1993,17 @@ def _item_text(node: exp.Expression, alias: str, scope: _Scope) -> str:
                 return f"the {alias_words} ({_value(inner, scope)})"
             return f"the {alias_words}"
     return _value(inner, scope)
+
+
+def _computed_by_body(column: exp.Column, scope: _Scope) -> Optional[str]:
+    """What a CTE's or derived table's filtered query computes for ``column``, said once."""
+    if column.table:
+        source = scope.resolve(column.table)[0]
+    else:
+        source = scope.main if len(scope.order) == 1 else None
+    if source is None or not source.items:
+        return None
+    return source.items.pop(column.name.lower(), None)
 
 
 def _has_filtered_query(node: exp.Expression, scope: _Scope) -> bool:
