@@ -38,6 +38,7 @@ REQUIRED_CONSTRUCTS = (
     # and a CTE column computed by a filtered query
     "long_question_is_not_cut", "in_list_long_names_every_value", "like_concatenated_pattern",
     "case_with_filtered_subquery", "cte_column_from_filtered_subquery",
+    "union_as_table_one_branch_filtered",
 )
 
 

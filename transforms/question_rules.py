@@ -435,7 +435,8 @@ def _set_body_conditions(
     """The conditions of a UNION / INTERSECT / EXCEPT used as a table, branch by branch.
 
     'either a or b' (UNION), 'a and also b' (INTERSECT), 'a but not b' (EXCEPT); a UNION
-    branch without conditions keeps the other branch's phrase ('a in one part').
+    branch without conditions keeps the other branch's phrase, saying which rows it holds for
+    ('a (in its first part only)'): the rows of the other branch are all kept.
     """
     texts = []
     for branch in (body.this, body.expression):
@@ -457,7 +458,9 @@ def _set_body_conditions(
             f"not {second}" if second else "")
     if first and second:
         return f"either {first} or {second}"
-    return f"{first or second} in one part" if first or second else ""
+    if first or second:
+        return f"{first or second} (in its {'first' if first else 'second'} part only)"
+    return ""
 
 
 def _ctes_above(select: exp.Expression) -> dict[str, exp.Expression]:
@@ -530,7 +533,9 @@ def _add_filtered_items(
     which rows it counts (see ``_item_text``).
     """
     for item in body.expressions:
-        if not isinstance(item, exp.Alias) or not any(True for _ in item.this.find_all(exp.Query)):
+        if not isinstance(item, exp.Alias) or isinstance(item.this, (exp.Column, exp.Literal)):
+            continue
+        if item.this.find(exp.Query) is None:
             continue
         probe = inner
         if probe is None:  # a body without conditions has no scope yet: its CTEs are enough here
@@ -1974,8 +1979,11 @@ def _item_text(node: exp.Expression, alias: str, scope: _Scope) -> str:
         computed = _computed_by_body(inner, scope)
         if computed is not None:
             return f"{_value(inner, scope)} ({computed})"
-    if isinstance(inner, (exp.Case, exp.If)):
-        basis = _value(inner, scope)  # 'a category based on x', or 'x if c, otherwise y'
+    case = inner
+    while isinstance(case, exp.Paren):  # `(CASE .. END) AS x`
+        case = case.this
+    if isinstance(case, (exp.Case, exp.If)) and (case is inner or _has_filtered_query(case, scope)):
+        basis = _value(case, scope)  # 'a category based on x', or 'x if c, otherwise y'
         alias_words = humanize(alias) if alias else ""
         if not basis.startswith("a category "):  # the branches, set apart from the other items
             return f"the {alias_words} ({basis})" if alias_words else f"a value ({basis})"
@@ -1997,6 +2005,8 @@ def _item_text(node: exp.Expression, alias: str, scope: _Scope) -> str:
 
 def _computed_by_body(column: exp.Column, scope: _Scope) -> Optional[str]:
     """What a CTE's or derived table's filtered query computes for ``column``, said once."""
+    if not any(source.items for source in scope.order):
+        return None
     if column.table:
         source = scope.resolve(column.table)[0]
     else:
