@@ -80,8 +80,8 @@ class DedupBeforeQuestions(beam.PTransform):
         self.strategy = strategy
 
     def expand(self, records):
-        if self.strategy != "question-only":
-            return records | "Dedup" >> DedupPairs(self.strategy)
+        if self.strategy != "question-only":  # inlined: the same step names as DedupPairs (a liftable combine)
+            return DedupPairs(self.strategy).expand(records)
         asked, unasked = records | "HasQuestion" >> beam.Partition(_has_question, 2)
         return ((asked | "ByQuestion" >> DedupPairs("question-only"), unasked | "BySql" >> DedupPairs("sql-only"))
                 | "Together" >> beam.Flatten())
