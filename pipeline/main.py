@@ -445,6 +445,7 @@ def resolve(values: argparse.Namespace):
     from pipeline.graph import JobConfig
     from transforms.filter import FilterSettings, load_predicate, parse_tables
     from transforms.instantiate import InstantiateSettings
+    from transforms.questions import SEGMENT_CONTEXT
     from transforms.read import ReadSettings
 
     if not values.output:
@@ -541,7 +542,8 @@ def resolve(values: argparse.Namespace):
             db_id_field=values.db_id_field,
             tool_name=values.tool_name,
             include_failures=values.include_failures,
-            context="full" if values.context == "segmented" else values.context,  # the model segments later
+            # segmented: the model decides later, from a bounded window of the turns before each question
+            context=SEGMENT_CONTEXT if values.context == "segmented" else values.context,
             dialect=source or target,
             max_sql_bytes=values.max_sql_bytes,
         ),

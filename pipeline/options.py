@@ -129,10 +129,12 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                "success: false, which the filter then drops unless --keep_failures). Without it they are "
                "dead letters of the read stage.", "Include failed tool calls",
                default=False, type=parse_bool, flag=True),
-    OptionSpec("context", "Conversation context kept with chat pairs: none, full, last, or window:N "
-               "(the N preceding turns), or segmented (a model decides whether each question starts a new "
+    OptionSpec("context", "Conversation context kept with chat pairs: last (the one turn before the question), "
+               "none, window:N (the N >= 1 preceding turns), full (every earlier turn, stored once in "
+               "PREFIX-conversations-*.jsonl; each pair names its extra.conversation_id and extra.turn, and its "
+               "context is turns[:turn] there), or segmented (a model decides whether each question starts a new "
                "topic and rewrites follow-ups as standalone questions; needs --llm gemini|openai).",
-               "Chat context", default="full", type=_context_mode,
+               "Chat context", default="last", type=_context_mode,
                regex="^(none|full|last|segmented|window:[1-9][0-9]*)$"),
     OptionSpec("seed_pairs", "Existing question/SQL pairs: a glob of JSONL/CSV files; Defog sql-eval CSVs "
                "(columns question, query, db_name) are recognised and their alternatives expanded.",

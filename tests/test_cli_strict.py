@@ -119,7 +119,7 @@ def test_values_that_look_like_options_are_values():
     (["--max_repairs", "1"], "--max_repairs needs --synthesize_from_schema or --depth"),
     (["--near_dup_threshold", "0.9"], "--near_dup_threshold needs --dedup exact or --dedup question-only"),
     (["--tool_name", "sql"], "--tool_name needs --chat_history"),
-    (["--context", "last"], "--context needs --chat_history"),
+    (["--context", "window:3"], "--context needs --chat_history"),
     (["--sql_logs_format", "csv"], "--sql_logs_format needs --sql_logs"),
 ])
 def test_an_option_nothing_would_read_is_refused(capsys, tmp_path, args, message):
@@ -138,7 +138,7 @@ def test_an_option_nothing_would_read_is_refused(capsys, tmp_path, args, message
     ["--synthesize_from_schema", "1", "--personas_file", "p.json", "--max_repairs", "0"],
     ["--breadth", "1", "--teachings", "t.json", "--dedup", "exact", "--near_dup_threshold", "0.9"],
     ["--depth", "1", "--depth_techniques", "add-join", "--dedup", "question-only", "--near_dup_threshold", "0.9"],
-    ["--chat_history", CHATS, "--tool_name", "sql", "--context", "last", "--include_failures"],
+    ["--chat_history", CHATS, "--tool_name", "sql", "--context", "window:3", "--include_failures"],
     ["--seed_pairs", SEEDS, "--sql_field", "query", "--question_field", "q", "--db_id_field", "db"],
     ["--sql_logs_format", "sql", "--llm", "rules", "--seed", "1"],
 ])

@@ -70,8 +70,9 @@ def test_a_copy_prefix_gets_the_same_bytes_in_the_same_pass_empty_shards_too(tmp
 
 def test_report_funnel_adds_up():
     counts = {"out:read": 10, "dead:read:invalid_json": 1, "out:normalize": 8, "dead:parse:unparseable": 1,
-              "dead:safety:not_a_query": 1, "out:classify": 8, "out:describe": 8, "out:execute": 8,
-              "out:filter": 7, "dead:filter:execution_error": 1, "out:dedup": 5, "dups:dedup": 2, "out:written": 5}
+              "dead:safety:not_a_query": 1, "out:classify": 8, "out:execute": 8, "out:filter": 7,
+              "dead:filter:execution_error": 1, "out:dedup": 5, "dups:dedup": 2, "out:describe": 5, "dups:describe": 2,
+              "out:written": 5}
     report = build_report(counts, {})
     assert report["ok"], report["accounting"]
     assert report["accounting"] == {"records_read": 11, "pairs_written": 5, "dead_letters": 4,
@@ -83,8 +84,9 @@ def test_report_funnel_adds_up():
 def test_merges_are_measured_so_a_record_lost_in_dedup_is_flagged():
     """Dedup's merged count is the ``duplicates`` its output gained, not in - out: 7 in, 5 out
     and only 1 merge recorded means one record vanished."""
-    counts = {"out:read": 7, "out:normalize": 7, "out:classify": 7, "out:describe": 7, "out:execute": 7,
-              "out:filter": 7, "dups:filter": 1, "out:dedup": 5, "dups:dedup": 2, "out:written": 5}
+    counts = {"out:read": 7, "out:normalize": 7, "out:classify": 7, "out:execute": 7, "out:filter": 7,
+              "dups:filter": 1, "out:dedup": 5, "dups:dedup": 2, "out:describe": 5, "dups:describe": 2,
+              "out:written": 5}
     report = build_report(counts, {})
     assert not report["ok"]
     dedup = next(row for row in report["stages"] if row["stage"] == "dedup")

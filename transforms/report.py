@@ -27,18 +27,21 @@ STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("normalize", ("parse", "safety", "normalize")),
     ("instantiate", ("instantiate",)),
     ("classify", ("classify",)),
-    ("describe", ("describe", "llm")),
     ("execute", ("execute",)),
     ("filter", ("filter",)),
+    ("dedup", ("dedup",)),  # before questions: each distinct SQL gets one (issue 15)
+    ("describe", ("describe", "llm")),  # questions for the representatives only
     ("evolve", ("evolve", "revalidate")),  # adds evolved pairs (--depth, --breadth), re-validated
-    ("dedup", ("dedup",)),
+    ("merge", ()),  # --dedup exact|question-only (or evolved pairs): merges again on the written questions
     ("consistency", ("consistency",)),  # the round-trip check (--consistency)
     ("sample", ("sample",)),
 )
 
 
 #: Steps that appear in the funnel only when they ran (the generators, --max_per_template).
-OPTIONAL_STEPS = frozenset({"synthesize", "evolve", "consistency", "sample"})
+OPTIONAL_STEPS = frozenset({"synthesize", "evolve", "merge", "consistency", "sample"})
+#: Steps that merge duplicates: their ``merged`` column is measured.
+MERGING_STEPS = frozenset({"dedup", "merge"})
 
 
 class AccountingError(RuntimeError):
@@ -77,11 +80,11 @@ def build_report(counts: Mapping[str, int], options: Mapping[str, object]) -> di
         # Measured, not inferred from the other columns: the ``duplicates`` that dedup's
         # representatives carry beyond what its input already carried. A record dedup lost
         # would otherwise read as one more merge.
-        merged = dups - previous_dups if step == "dedup" else 0
+        merged = dups - previous_dups if step in MERGING_STEPS else 0
         row = {"stage": step, "in": previous, "out": out, "rejected": rejected}
         if added:
             row["added"] = added
-        if step == "dedup":
+        if step in MERGING_STEPS:
             row["merged"] = merged
         if previous + added != out + rejected + merged or merged < 0:
             problems.append(f"{step}: in {previous} + added {added} != out {out} + rejected {rejected} + merged {merged}")
