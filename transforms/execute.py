@@ -357,7 +357,7 @@ class ExecuteQueries(beam.PTransform):
         self.skip_reason = skip_reason
         self.hot_threshold = hot_threshold
 
-    def expand(self, records) -> ExecuteOutputs:
+    def expand(self, records):  # -> ExecuteOutputs (no annotation: Beam warns about one that is no PCollection)
         if not self.database:
             skipped = records | "MarkSkipped" >> beam.ParDo(_MarkSkippedFn(self.skip_reason)).with_outputs(
                 DEAD, main="records"
@@ -459,7 +459,7 @@ class _RunHotQueries(beam.PTransform):
         self.threshold = threshold
         self.database, self.settings, self.max_connections = database, settings, max_connections
 
-    def expand(self, keyed) -> HotOutputs:
+    def expand(self, keyed):  # -> HotOutputs (no annotation: Beam warns about one that is no PCollection)
         threshold = self.threshold
         outcomes = (
             keyed
