@@ -1,4 +1,4 @@
-"""MySQL / MariaDB executor: PyMySQL connections in a small pool, read-only transactions, bounded time.
+"""MySQL / MariaDB executor: PyMySQL connections under a worker-wide budget, read-only transactions, bounded time.
 
 Why PyMySQL: it is pure Python (nothing to compile, no libmysqlclient on the
 worker image — a Dataflow worker installs it from a wheel in a second), speaks
@@ -29,6 +29,14 @@ when a cap cuts a result the connection is closed instead of reading the rest (a
 unbuffered cursor would otherwise drain every remaining row). Lost connections are
 retried a bounded number of times (``adapters.db.retry``).
 
+Connections are not a pool per database: a ``ConnectionBudget`` (``adapters.db.retry``),
+shared by every executor of a worker — PostgreSQL's included — holds at most
+``max_connections`` open over all databases, opens them on demand and closes idle ones
+(``POOL_MAX_IDLE_S``, or at once when another database needs the slot: then the
+client waits until the server has closed its end, so the server never holds more of
+our sessions than the budget). Two connections live outside it, each briefly: the
+start-up check's, and the probe that asks about a session gone silent (below).
+
 The server's time limit only helps while the server answers. Every wait of the client
 is bounded too: connecting (TCP, handshake and session setup) by ``CONNECT_TIMEOUT_S``
 or the query deadline, whichever is shorter; each read and write of a query (START
@@ -47,13 +55,15 @@ URL: ``mysql://user[:password]@host[:port]/database`` (``mariadb://`` too;
 
 from __future__ import annotations
 
+import functools
 import re
+import struct
 import threading
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from adapters.db.base import DatabaseUnavailable, Executor, UserError, display_url, fetch_capped, redact
-from adapters.db.retry import ConnectionLost, Reconnector, one_line
+from adapters.db.retry import BudgetTimeout, ConnectionBudget, ConnectionLost, Reconnector, one_line
 
 #: Seconds to wait for a new connection at most (TCP connect, handshake, session setup).
 CONNECT_TIMEOUT_S = 5
@@ -61,6 +71,10 @@ CONNECT_TIMEOUT_S = 5
 ATTEMPTS = 3
 #: Rows per ``fetchmany``.
 FETCH_BATCH = 1000
+#: Idle connections are closed after this many seconds (sooner when another database needs the slot).
+POOL_MAX_IDLE_S = 60.0
+#: Seconds a connection given up waits for the server to close its end (see ``_retire``).
+RETIRE_WAIT_S = 1.0
 
 # Client/server error codes that mean the connection is gone, not that the query failed:
 # 2002/2003 can't connect, 2006 gone away, 2013 lost during query, 2055 lost at handshake,
@@ -177,53 +191,42 @@ def _rolled_back(connection: Any) -> bool:
         return False
 
 
-class _Pool:
-    """At most ``size`` connections; idle ones are reused last-in first-out. Thread-safe.
+def _retire(connection: Any, wait_s: float = RETIRE_WAIT_S) -> None:
+    """Say goodbye (``COM_QUIT``), and wait (``wait_s`` at most) until the server has closed its end.
 
-    A slot is waited for at most ``wait_s``: as long as the slowest holder can keep one.
+    PyMySQL's ``close`` sends the goodbye and leaves: the server's session lingers a
+    moment after it. Waiting for the server's end of the socket makes a connection given
+    up for another database's sake really gone before that one opens, so the server never
+    sees more of our sessions than the budget allows. Only clean, idle connections come
+    here open: one that may have a result on its way was closed at once (``_give``).
     """
+    sock = getattr(connection, "_sock", None)
+    if sock is None:
+        return
+    try:
+        sock.settimeout(wait_s)
+        sock.sendall(struct.pack("<iB", 1, 1))  # COM_QUIT: payload length 1, sequence 0, command 1
+        while sock.recv(4096):
+            pass
+    except OSError:
+        pass
+    finally:
+        _force_close(connection)
 
-    def __init__(self, connect: Callable[[], Any], size: int, wait_s: float):
-        self._connect = connect
-        self._slots = threading.BoundedSemaphore(size)
-        self._wait_s = wait_s
-        self._idle: list[Any] = []
-        self._lock = threading.Lock()
-        self._closed = False
 
-    def acquire(self) -> Any:
-        if not self._slots.acquire(timeout=self._wait_s):
-            raise ConnectionLost(f"no free connection after {self._wait_s:g} s")
-        try:
-            with self._lock:
-                connection = self._idle.pop() if self._idle else None
-            return connection if connection is not None else self._connect()
-        except BaseException:
-            self._slots.release()
-            raise
+@functools.cache
+def _connection_class() -> type:
+    """PyMySQL's ``Connection`` with ``retire``, which the worker's shared budget calls to close it.
 
-    def release(self, connection: Any, reusable: bool) -> None:
-        try:
-            if reusable and connection.open:
-                with self._lock:
-                    if not self._closed:
-                        self._idle.append(connection)
-                        return
-            _force_close(connection)
-        finally:
-            self._slots.release()
+    Built on first use, like every use of PyMySQL here (importing this module needs no driver).
+    """
+    import pymysql
 
-    def clear(self) -> None:
-        """Close the idle connections (after a server restart they are all dead)."""
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for connection in idle:
-            _force_close(connection)
+    class BudgetConnection(pymysql.connections.Connection):
+        def retire(self) -> None:
+            _retire(self)
 
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-        self.clear()
+    return BudgetConnection
 
 
 def _abandon(cursor: Any) -> None:
@@ -245,11 +248,16 @@ def _force_close(connection: Any) -> None:
 
 
 class MySqlExecutor(Executor):
-    """Runs read-only queries on MySQL or MariaDB over a small connection pool built on first use."""
+    """Runs read-only queries on MySQL or MariaDB over connections from a worker-wide budget.
+
+    ``budget``: the ``ConnectionBudget`` shared with the worker's other executors (one
+    of ``max_connections`` of its own, built on first use, when not given);
+    ``use_budget`` sets it later.
+    """
 
     dialect = "mysql"
 
-    def __init__(self, url: str, **kwargs: Any):
+    def __init__(self, url: str, *, budget: Optional[ConnectionBudget] = None, **kwargs: Any):
         super().__init__(url, **kwargs)
         self._display = display_url(url)
         #: Each read or write of a query; connecting (handshake included) waits no longer than either.
@@ -257,7 +265,9 @@ class MySqlExecutor(Executor):
         self._connect_s = min(float(CONNECT_TIMEOUT_S), self._wait_s)
         self._params = self._connect_params(url)
         self._lock = threading.Lock()
-        self._pool: Optional[_Pool] = None
+        self._budget = budget
+        self._own_budget = budget is None
+        self._closed = False
         self._reconnector = Reconnector(self._display, attempts=ATTEMPTS, on_lost=self._drop_idle)
 
     def _connect_params(self, url: str) -> dict[str, Any]:
@@ -294,7 +304,7 @@ class MySqlExecutor(Executor):
         import pymysql
 
         try:
-            connection = pymysql.connect(cursorclass=pymysql.cursors.SSCursor, **self._params)
+            connection = _connection_class()(cursorclass=pymysql.cursors.SSCursor, **self._params)
         except pymysql.err.MySQLError as error:
             if _timed_out(error):
                 raise _lost(f"cannot connect: no answer within {self._connect_s:g} s", refused=True) from None
@@ -326,17 +336,48 @@ class MySqlExecutor(Executor):
             f"SET SESSION {limit}, lock_wait_timeout = {seconds}, innodb_lock_wait_timeout = {seconds}",
         ]
 
-    def _get_pool(self) -> _Pool:
+    def use_budget(self, budget: ConnectionBudget) -> None:
+        """Take connections from ``budget`` (the worker's), not from one of this executor's own."""
         with self._lock:
-            if self._pool is None:
-                self._pool = _Pool(self._connect, max(1, self.max_connections), self._wait_s + self._connect_s)
-            return self._pool
+            if self._budget is not None and self._own_budget:
+                self._budget.discard_idle(self)
+            self._budget, self._own_budget = budget, False
+
+    def _get_budget(self) -> ConnectionBudget:
+        with self._lock:
+            if self._budget is None:
+                self._budget = ConnectionBudget(self.max_connections, close=_retire, max_idle_s=POOL_MAX_IDLE_S)
+            return self._budget
+
+    def _take(self, budget: ConnectionBudget) -> Any:
+        """A connection of this database: an idle one, or a new one in a free (or freed) slot.
+
+        A slot is waited for as long as two of the slowest exchanges of its holder take
+        (plus connecting): the holder may be any database's query. When none frees up, the
+        budget (not this database) was the trouble: a loss, retried, never a refusal.
+        """
+        try:
+            return budget.take(self, self._connect, timeout=2 * self._wait_s + self._connect_s)
+        except BudgetTimeout as error:
+            raise _lost(str(error), refused=False) from None
+
+    def _give(self, budget: ConnectionBudget, connection: Any, reusable: bool) -> None:
+        """Back to the budget: kept idle when clean, else closed at once (no ``COM_QUIT``, no draining:
+        a cut result may still be on its way) and its slot freed."""
+        keep = reusable and connection.open and not self._closed
+        if not keep:
+            _force_close(connection)
+        budget.give(self, connection, reusable=keep)
 
     def _drop_idle(self) -> None:
+        """After a lost connection, drop this database's idle ones: a restart killed them all at once.
+
+        Closed at once, without a goodbye: a server gone silent would keep each waiting.
+        """
         with self._lock:
-            pool = self._pool
-        if pool is not None:
-            pool.clear()
+            budget = self._budget
+        if budget is not None:
+            budget.discard_idle(self, close=_force_close)
 
     def check(self) -> None:
         try:
@@ -346,10 +387,12 @@ class MySqlExecutor(Executor):
         _force_close(connection)
 
     def close(self) -> None:
+        """Close this database's idle connections; ones in use are closed when given back."""
         with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.close()
+            self._closed = True
+            budget = self._budget
+        if budget is not None:
+            budget.discard_idle(self)
 
     # -- queries ---------------------------------------------------------------------------------
     def _run(self, sql: str) -> tuple[Sequence[str], list[Sequence[Any]], bool]:
@@ -361,8 +404,8 @@ class MySqlExecutor(Executor):
         reason = refusal(sql)
         if reason:
             raise MySqlQueryError(None, reason)
-        pool = self._get_pool()
-        connection = pool.acquire()
+        budget = self._get_budget()
+        connection = self._take(budget)
         reusable = False
         try:
             cursor = connection.cursor()
@@ -385,7 +428,7 @@ class MySqlExecutor(Executor):
             reusable = _rolled_back(connection)
             raise MySqlQueryError(_error_code(error), _server_text(error), type(error).__name__) from None
         finally:
-            pool.release(connection, reusable)
+            self._give(budget, connection, reusable)
 
     def _after_silence(self, connection: Any) -> None:
         """The server said nothing for ``_wait_s``: find out why, from a fresh connection.

@@ -224,13 +224,17 @@ class ConnectionBudget:
         for old in stale:
             self._quietly_close(old)
 
-    def discard_idle(self, key: Optional[Hashable] = None) -> int:
-        """Close the idle connections of ``key`` (of every database with None); how many were closed."""
+    def discard_idle(self, key: Optional[Hashable] = None, close: Optional[Callable[[Any], None]] = None) -> int:
+        """Close the idle connections of ``key`` (of every database with None); how many were closed.
+
+        ``close``, when given, closes them instead of the budget's own: after a lost
+        connection the idle ones are dead too, and a polite goodbye would only wait on them.
+        """
         with self._cond:
             gone = self._pop_idle(lambda idle_key, _since: key is None or idle_key == key)
             self._cond.notify_all()
         for conn in gone:
-            self._quietly_close(conn)
+            self._quietly_close(conn, close)
         return len(gone)
 
     def _pop_idle(self, condition: Callable[[Hashable, float], bool]) -> list[Any]:
@@ -265,8 +269,8 @@ class ConnectionBudget:
             self._open -= 1
             self._cond.notify()
 
-    def _quietly_close(self, conn: Any) -> None:
+    def _quietly_close(self, conn: Any, close: Optional[Callable[[Any], None]] = None) -> None:
         try:
-            self._close(conn)
+            (close or self._close)(conn)
         except Exception:  # noqa: BLE001 - a connection that fails to close is closed enough
             pass
