@@ -142,3 +142,27 @@ def test_an_executor_alone_bounds_its_connections_and_keeps_them_for_reuse(many_
     finally:
         executor.close()
         conn.close()
+
+
+def test_idle_connections_are_closed_after_the_idle_limit(many_databases, monkeypatch):
+    monkeypatch.setattr(mysql_module, "POOL_MAX_IDLE_S", 0.2)
+    first, second = (mysql_module.MySqlExecutor(many_databases.format(db_id=name), timeout_s=2, max_connections=4)
+                     for name in BUDGET_DBS[:2])
+    first.use_budget(second._get_budget())  # two databases, one budget with room for both
+    conn = fx.my_connect()
+    try:
+        with conn.cursor() as cursor:
+            assert first.execute("SELECT 1").status == "ok" and _sessions(cursor) == 1
+            time.sleep(1.2)  # idle past the limit; the budget looks at most once a second
+            assert second.execute("SELECT 2").status == "ok"
+            assert [row[0] for row in _session_list(cursor)] == [_thread_of(second)]  # the first one's is gone
+    finally:
+        first.close()
+        second.close()
+        conn.close()
+
+
+def _thread_of(executor: mysql_module.MySqlExecutor) -> int:
+    """The server's session id of the executor's one idle connection."""
+    (idle,) = executor._budget._idle[executor]
+    return idle[0].server_thread_id[0]
