@@ -509,11 +509,12 @@ def spider_subset(sql: str) -> str:
 
 def first_alternative(cell: str) -> str:
     """The first of the ';'-separated queries, with ``{a, b}`` expanded to all its columns."""
-    sql = _split_statements(cell)[0]
+    sql = split_statements(cell)[0]
     return re.sub(r"\{([^{}]*)\}", r"\1", sql)
 
 
-def _split_statements(cell: str) -> list[str]:
+def split_statements(cell: str) -> list[str]:
+    """Split a Defog cell on ';' outside quotes (a cell may hold several acceptable queries)."""
     statements, current, quote = [], [], None
     for char in cell:
         if quote:

@@ -57,7 +57,9 @@ from sqlglot import exp
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT / "bench"))
 
+from bench_hardness import split_statements  # noqa: E402  (the same reading of a Defog cell)
 from transforms.normalize import SqlRejected, normalize_sql  # noqa: E402
 from transforms.question_rules import MAX_QUESTION_CHARS, describe_sql, humanize  # noqa: E402
 
@@ -90,22 +92,6 @@ class Outcome(NamedTuple):
 # --- the SQL sets -------------------------------------------------------------------------------
 
 
-def _split_statements(cell: str) -> list[str]:
-    """Split a Defog cell on ';' outside quotes (a cell may hold several acceptable queries)."""
-    statements, current, quote = [], [], None
-    for char in cell:
-        if quote:
-            quote = None if char == quote else quote
-        elif char in "'\"":
-            quote = char
-        elif char == ";":
-            statements.append("".join(current).strip())
-            current = []
-            continue
-        current.append(char)
-    statements.append("".join(current).strip())
-    return [s for s in statements if s]
-
 
 def defog_queries(data_dir: Path) -> list[Query]:
     defog = data_dir / "defog"
@@ -117,7 +103,7 @@ def defog_queries(data_dir: Path) -> list[Query]:
             continue
         with path.open(newline="") as handle:
             for row in csv.DictReader(handle):
-                for sql in _split_statements(row["query"]):
+                for sql in split_statements(row["query"]):
                     out.append(Query(source, re.sub(r"\{([^{}]*)\}", r"\1", sql), dialect))
     return out
 

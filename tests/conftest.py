@@ -48,3 +48,20 @@ def sorter_spills(monkeypatch) -> list[int]:
 
     monkeypatch.setattr(write.ExternalSorter, "_spill", counting_spill)
     return spills
+
+
+@pytest.fixture
+def executor_factory():
+    """Executors built by a test (``open_executor(url, **settings)``), closed after it."""
+    from adapters.db import open_executor
+
+    built = []
+
+    def build(url: str, **settings):
+        executor = open_executor(url, **settings)
+        built.append(executor)
+        return executor
+
+    yield build
+    for executor in built:
+        executor.close()

@@ -13,7 +13,6 @@ import time
 
 import pytest
 
-from adapters.db import open_executor
 from adapters.db import mysql as mysql_module
 from adapters.db.base import DatabaseUnavailable
 from pipeline.main import main
@@ -27,20 +26,6 @@ OUTFILE = "/tmp/sqlpairs_mysql_outfile.txt"
 @pytest.fixture(scope="session")
 def mariadb_url() -> str:
     return fx.create_mariadb_database()
-
-
-@pytest.fixture
-def executor_factory():
-    built = []
-
-    def build(url: str, **settings):
-        executor = open_executor(url, **settings)
-        built.append(executor)
-        return executor
-
-    yield build
-    for executor in built:
-        executor.close()
 
 
 @pytest.fixture

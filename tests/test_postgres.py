@@ -22,7 +22,6 @@ import sqlglot
 from adapters.db import open_executor
 from adapters.db import postgres as pg_module
 from adapters.db.base import DatabaseUnavailable
-from adapters.db.postgres import PostgresExecutor
 from pipeline.main import main
 from tests import db_fixtures as fx
 from tests.conftest import REPO
@@ -49,21 +48,6 @@ def chinook_url() -> str:
 @pytest.fixture(scope="session")
 def hostile_url() -> str:
     return fx.create_hostile_database()
-
-
-@pytest.fixture
-def executor_factory():
-    """Executors built by a test, closed after it."""
-    built = []
-
-    def build(url: str, **settings) -> PostgresExecutor:
-        executor = open_executor(url, **settings)
-        built.append(executor)
-        return executor
-
-    yield build
-    for executor in built:
-        executor.close()
 
 
 def defog_pairs() -> list[RawPair]:

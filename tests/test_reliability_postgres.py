@@ -17,7 +17,7 @@ from typing import Iterator
 
 import pytest
 
-from adapters.db import DatabaseMap, InvalidDbId, open_executor
+from adapters.db import DatabaseMap, InvalidDbId
 from adapters.db import postgres as pg_module
 from adapters.db.retry import ConnectionBudget, ConnectionLost, Reconnector
 from pipeline.main import main
@@ -29,20 +29,6 @@ from transforms.equivalence import result_hash
 @pytest.fixture(scope="module")
 def hostile_url() -> str:
     return fx.create_hostile_database()
-
-
-@pytest.fixture
-def executor_factory():
-    built = []
-
-    def build(url: str, **settings):
-        executor = open_executor(url, **settings)
-        built.append(executor)
-        return executor
-
-    yield build
-    for executor in built:
-        executor.close()
 
 
 # --- small TCP servers on 127.0.0.1 ---------------------------------------------------------------
