@@ -13,7 +13,7 @@ import apache_beam as beam
 
 from pipeline.record import DeadLetter, Record, dead_letter_to_json, record_to_json, without_timings
 from transforms.classify import ClassifyDifficulty
-from transforms.conversations import WriteConversations
+from transforms.conversations import ReadConversations, WriteConversations
 from transforms.dedup import DedupPairs
 from transforms.describe import DedupBeforeQuestions, DescribeQuestions, merges_after_questions
 from transforms.execute import HOT_QUERY_RECORDS, ExecuteQueries
@@ -85,6 +85,7 @@ def build(p: beam.Pipeline, config: JobConfig) -> dict[str, beam.PCollection]:
     """Add the whole job to pipeline ``p``; returns the main PCollections by name."""
     dead_letters = []
     read_outputs = []
+    conversations = None  # --context full: each chat conversation once, for its file and the exports
     for kind, patterns in config.inputs:
         if kind == LIVE_VIEW:  # --sql_logs pg_stat_statements: the view of --database, read live
             read = p | f"Read_{kind}" >> ReadPgStatStatements(
@@ -93,7 +94,8 @@ def build(p: beam.Pipeline, config: JobConfig) -> dict[str, beam.PCollection]:
         else:
             read = p | f"Read_{kind}" >> ReadInputs(kind, patterns, config.read)
         if kind == "chat_history" and config.read.context == "full":  # each conversation once, not per pair
-            p | "WriteConversations" >> WriteConversations(patterns, config.read, config.output, config.num_shards)
+            conversations = p | "ReadConversations" >> ReadConversations(patterns, config.read)
+            conversations | "WriteConversations" >> WriteConversations(config.output, config.num_shards)
         read_outputs.append(read.records)
         dead_letters.append(read.dead)
     # Reshuffle breaks fusion with the parsers: one big log file is read by one worker, but
@@ -220,5 +222,6 @@ def build(p: beam.Pipeline, config: JobConfig) -> dict[str, beam.PCollection]:
     {"steps": steps, "dead": dead, "pairs": pairs, "notes": notes} | "Report" >> WriteReport(
         paths["report"], config.report_options)
     if config.training is not None:  # from the final pairs; its samples stay outside the accounting above
-        pairs | "TrainingData" >> WriteTrainingData(config.training)
+        training = pairs if conversations is None else {"pairs": pairs, "conversations": conversations}
+        training | "TrainingData" >> WriteTrainingData(config.training)
     return {"pairs": pairs, "dead": dead, **{f"step_{k}": v for k, v in steps.items()}}

@@ -833,7 +833,14 @@ def _dpo_chat_rows(joined: tuple[str, Mapping[str, Iterable[Any]]]) -> Iterator[
 
 
 class WriteExports(beam.PTransform):
-    """``{"pairs": records, "dpo": dpo rows or None}`` → the shard sets ``settings`` names.
+    """``{"pairs": records, "dpo": dpo rows or None, "with_context": records}`` → the shard sets
+    ``settings`` names.
+
+    ``with_context`` (optional; default ``pairs``) are the same pairs with each chat pair's
+    earlier turns in ``context`` (``--context full`` keeps them out of the pairs and stores
+    each conversation once; ``transforms.conversations.WithFullContext`` puts them back): the
+    formats rendered from a ``TrainingExample`` are made from them, the ``pairs`` copies from
+    ``pairs``.
 
     The full JSONL sets of ``pairs`` (the graph) and ``dpo`` (``transforms.training``) are
     written elsewhere; this adds their Parquet copies and staged sets, and every set of the
@@ -858,7 +865,8 @@ class WriteExports(beam.PTransform):
         wanted = [f for f in EXAMPLE_FORMATS if f in s.formats]
         dpo_chat = "dpo-chat" in s.formats and dpo is not None
         if wanted or dpo_chat:
-            examples = records | "ToTrainingExamples" >> beam.ParDo(_ToExampleFn(s.schema)).with_outputs(
+            with_context = inputs.get("with_context", records)  # --context full: earlier turns joined back
+            examples = with_context | "ToTrainingExamples" >> beam.ParDo(_ToExampleFn(s.schema)).with_outputs(
                 _ToExampleFn.SKIPPED, main="examples")
             counts.append(examples[_ToExampleFn.SKIPPED])
             builders = {"sft-chat": sft_chat_row, "prompt-completion": prompt_completion_row,

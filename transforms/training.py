@@ -11,6 +11,12 @@
 * ``PREFIX-training-report.json``: the samples' label mix, how each question ended, pairs
   by kind, and rows per shard set — computed inside the pipeline, so it is exact on any
   runner. After a local run it is merged into ``PREFIX-report.json`` (``merge_training_report``).
+
+With ``--context full`` the chat pairs carry no earlier turns (each conversation is stored
+once, ``transforms.conversations``); the graph then gives this step the conversations too,
+and the DPO prompts and the formats rendered from a ``TrainingExample`` get each chat pair's
+earlier turns back from them (``WithFullContext``), the same text a pair holding its context
+would give. The ``pairs`` set and its copies stay the pairs as written.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any, Mapping, NamedTuple, Optional, Sequence
 
 import apache_beam as beam
 
+from transforms.conversations import WithFullContext
 from transforms.exports import (
     DIFFICULTY_STAGES,
     EXAMPLE_FORMATS,
@@ -169,29 +176,55 @@ def merge_training_report(report_path: str, report: dict[str, Any]) -> dict[str,
 # ---------------------------------------------------------------------------------------------
 
 
+def renders_context(settings: TrainingSettings) -> bool:
+    """Whether any output of ``settings`` shows a pair's earlier chat turns (DPO prompts, or a
+    format rendered from a ``TrainingExample``), so ``--context full`` must rebuild them.
+
+    >>> renders_context(TrainingSettings(ExportSettings("o", formats=("pairs",), parquet=True)))
+    False
+    >>> renders_context(TrainingSettings(ExportSettings("o", formats=("pairs", "prompt-completion"))))
+    True
+    """
+    return settings.preference is not None or any(f in EXAMPLE_FORMATS for f in settings.exports.formats)
+
+
 class WriteTrainingData(beam.PTransform):
-    """Final pairs → DPO pairs (with ``--preference``), training exports and the training report."""
+    """Final pairs → DPO pairs (with ``--preference``), training exports and the training report.
+
+    Applied to the pairs, or to ``{"pairs": pairs, "conversations": conversations}`` with
+    ``--context full`` (``transforms.conversations.ReadConversations``): the earlier turns of
+    each chat pair are then joined back from its conversation for the prompts that show them.
+    """
 
     def __init__(self, settings: TrainingSettings):
         super().__init__()
         self.settings = settings
 
-    def expand(self, pairs):
+    def expand(self, inputs):
         settings = self.settings
         exports = settings.exports
+        pairs, conversations = (inputs["pairs"], inputs.get("conversations")) if isinstance(inputs, dict) else (
+            inputs, None)
+        with_context = pairs
+        if conversations is not None and renders_context(settings):
+            with_context = {"pairs": pairs, "conversations": conversations} | "WithFullContext" >> WithFullContext()
         paths = training_paths(exports.output)
         notes = []
         dpo = None
         if settings.preference is not None:
-            preference = pairs | "SamplePreferencePairs" >> SamplePreferencePairs(settings.preference)
+            preference = with_context | "SamplePreferencePairs" >> SamplePreferencePairs(settings.preference)
             dpo = preference.pairs
             notes.append(preference.notes)
             dpo | "WriteDpoPairs" >> WriteJsonShards(paths["dpo"], exports.num_shards, row_line, lambda r: r["id"])
             notes.append(dpo | "CountDpo" >> beam.Map(lambda _: "export:dpo"))
             preference.samples | "WriteDpoSamples" >> WriteJsonShards(
                 paths["samples"], exports.num_shards, lambda q: row_line(samples_row(q)), lambda q: q.record_id)
-        inputs = {"pairs": pairs} if dpo is None else {"pairs": pairs, "dpo": dpo}
-        notes.append(inputs | "WriteExports" >> WriteExports(exports))
+        exported = {"pairs": pairs}
+        if dpo is not None:
+            exported["dpo"] = dpo
+        if with_context is not pairs:
+            exported["with_context"] = with_context
+        notes.append(exported | "WriteExports" >> WriteExports(exports))
         return (
             notes
             | "AllTrainingNotes" >> beam.Flatten()
