@@ -18,7 +18,9 @@ import apache_beam as beam
 import pytest
 
 from pipeline.graph import build
-from pipeline.main import _options_parser, main, resolve
+from pipeline.arguments import options_parser
+from pipeline.config import resolve
+from pipeline.main import main
 from tests.conftest import REPO, make_pipeline
 from tests.hostile.job import assert_accounts_for_everything, run_job
 from transforms import classify, execute, filter as filter_stage, normalize
@@ -48,7 +50,7 @@ FAULTS = {
 
 
 def _config(tmp_path, *extra):
-    values, _ = _options_parser("test").parse_known_args(
+    values, _ = options_parser("test").parse_known_args(
         ["--sql_logs", str(QUERIES), "--output", str(tmp_path / "out"), *extra])
     return resolve(values)
 

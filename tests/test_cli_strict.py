@@ -17,7 +17,9 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import main as cli
-from pipeline.main import NEEDS, given_options, main, parse_run_options, progress_line, wants_progress
+from pipeline.arguments import NEEDS, given_options, parse_run_options
+from pipeline.main import main
+from pipeline.progress import progress_line, wants_progress
 from pipeline.options import HELP_SECTIONS, OPTION_NAMES, OPTION_SPECS
 from tests.conftest import REPO
 

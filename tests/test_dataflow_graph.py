@@ -26,7 +26,8 @@ from apache_beam.internal import pickler
 from apache_beam.options.pipeline_options import DebugOptions, PipelineOptions
 
 from pipeline.graph import build
-from pipeline.main import _options_parser, resolve
+from pipeline.arguments import options_parser
+from pipeline.config import resolve
 from tests.conftest import IN_CI, REPO
 
 try:
@@ -105,7 +106,7 @@ def dataflow_job(tmp_path_factory):
     staging = tmp / "staging"
     staging.mkdir()
     job_file = tmp / "job.json"
-    values, _ = _options_parser("sqlpairs run").parse_known_args([
+    values, _ = options_parser("sqlpairs run").parse_known_args([
         "--sql_logs", str(EXAMPLES / "chinook_queries.sql"),
         "--chat_history", str(EXAMPLES / "chat_history.json"),
         "--seed_pairs", str(EXAMPLES / "seed_pairs.jsonl"),

@@ -15,7 +15,9 @@ from conftest import REPO, make_pipeline
 from llm_fake_server import Action, FakeLlmServer
 
 from pipeline.graph import build
-from pipeline.main import _options_parser, main, resolve
+from pipeline.arguments import options_parser
+from pipeline.config import resolve
+from pipeline.main import main
 from transforms.questions import SEGMENT_CONTEXT
 
 DATABASE = f"sqlite:///{REPO / 'examples' / 'chinook.sqlite'}"
@@ -96,7 +98,7 @@ def test_segmenting_asks_once_per_distinct_chat_turn_that_ran(tmp_path):
         *_turn(2, "And the missing table?", "SELECT * FROM NoSuchTable"),  # fails: never sent to the model
         *_turn(3, "Albums again?", "SELECT COUNT(*) FROM Album"),  # a repeat: merged, never sent
     ]))
-    values, _ = _options_parser("test").parse_known_args(
+    values, _ = options_parser("test").parse_known_args(
         ["--chat_history", str(chat), "--database", DATABASE, "--timeout_s", "2", "--context", "segmented",
          "--llm", "openai", "--llm_endpoint", "http://127.0.0.1:9", "--output", str(tmp_path / "out"),
          "--html_report=false"])

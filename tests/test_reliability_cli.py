@@ -19,7 +19,8 @@ from conftest import REPO
 from llm_fake_server import Action, FakeLlmServer
 
 from pipeline.errors import UserError
-from pipeline.main import check_output_writable, main, overwritten_input
+from pipeline.config import check_output_writable, overwritten_input
+from pipeline.main import main
 
 SEEDS = REPO / "examples" / "seed_pairs.jsonl"
 QUERIES = REPO / "examples" / "chinook_queries.sql"

@@ -121,10 +121,11 @@ def test_the_job_graph_carries_the_variable_name_never_the_password(pg_role, tmp
     import apache_beam as beam
 
     from pipeline.graph import build
-    from pipeline.main import _options_parser, resolve
+    from pipeline.arguments import options_parser
+    from pipeline.config import resolve
 
     monkeypatch.setenv("SQLPAIRS_TEST_DB_PASSWORD", pg_role["password"])
-    values, _ = _options_parser("test").parse_known_args(
+    values, _ = options_parser("test").parse_known_args(
         ["--sql_logs", str(QUERIES), "--output", str(tmp_path / "o"), "--database", pg_role["url"],
          "--database_password_env", "SQLPAIRS_TEST_DB_PASSWORD"])
     pipeline = beam.Pipeline(runner="FnApiRunner")

@@ -222,9 +222,10 @@ def test_teachings_and_personas_reach_the_synthesis_prompt():
 
 
 def _resolve(*args):
-    from pipeline.main import _options_parser, resolve
+    from pipeline.arguments import options_parser
+    from pipeline.config import resolve
 
-    values, _ = _options_parser("sqlpairs run").parse_known_args(list(args))
+    values, _ = options_parser("sqlpairs run").parse_known_args(list(args))
     return resolve(values)
 
 
