@@ -184,7 +184,7 @@ def _executor_loop(database: str, queries: list[str], connections: int) -> float
 
 def _records(queries: list[str]):
     """Records as Normalize leaves them, and the parsed tree of each normalized SQL."""
-    from pipeline.record import new_record
+    from transforms.core.record import new_record
     from transforms.normalize import normalize_sql
 
     records, parsed = [], {}

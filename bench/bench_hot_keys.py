@@ -39,7 +39,7 @@ import apache_beam as beam  # noqa: E402
 from apache_beam.metrics.metric import Metrics, MetricsFilter  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 
-from pipeline.record import Record  # noqa: E402
+from transforms.core.record import Record  # noqa: E402
 from transforms.execute import HOT_QUERY_RECORDS, ExecuteQueries  # noqa: E402
 
 CHINOOK = REPO / "examples" / "chinook.sqlite"

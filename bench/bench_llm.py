@@ -39,7 +39,7 @@ from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner  # noqa: E402
 
 from adapters.llm import LlmSettings  # noqa: E402
-from pipeline.record import new_record  # noqa: E402
+from transforms.core.record import new_record  # noqa: E402
 from transforms.normalize import NormalizeSql  # noqa: E402
 from transforms.questions import QuestionSettings, WriteQuestions  # noqa: E402
 

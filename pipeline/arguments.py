@@ -11,7 +11,7 @@ import argparse
 import difflib
 from typing import Callable, Iterable, NamedTuple, Optional, Sequence
 
-from pipeline.errors import UserError
+from transforms.core.errors import UserError
 from pipeline.options import OPTION_NAMES, OPTION_SPECS, SqlPairsOptions
 
 _DESCRIPTION = """\

@@ -10,7 +10,7 @@ import os
 import tempfile
 from typing import Optional, Sequence
 
-from pipeline.errors import UserError
+from transforms.core.errors import UserError
 from pipeline.options import OPTION_SPECS
 
 LOG = logging.getLogger("sqlpairs")

@@ -11,7 +11,7 @@ from typing import Any, Mapping, NamedTuple, Optional
 
 import apache_beam as beam
 
-from pipeline.record import DeadLetter, Record, dead_letter_to_json, record_to_json, without_timings
+from transforms.core.record import DeadLetter, Record, dead_letter_to_json, record_to_json, without_timings
 from transforms.classify import ClassifyDifficulty
 from transforms.conversations import ReadConversations, WriteConversations
 from transforms.dedup import DedupPairs

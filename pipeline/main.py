@@ -23,7 +23,7 @@ from typing import Any, Optional, Sequence
 
 from pipeline.arguments import COMMANDS, TOP_HELP, options_parser, parse_run_options
 from pipeline.config import resolve
-from pipeline.errors import UserError
+from transforms.core.errors import UserError
 from pipeline.options import OPTION_SPECS, parse_bool
 from pipeline.progress import PROGRESS_INTERVAL_S, ProgressPrinter, RunProgress, progress_runner, wants_progress
 

@@ -17,7 +17,8 @@ from typing import Any, NamedTuple, Optional, Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-DIFFICULTIES = ("easy", "medium", "hard", "extra")
+from transforms.core.vocab import DIFFICULTIES
+
 DEDUP_STRATEGIES = ("sql-only", "exact", "question-only", "template", "none")
 VALIDATE_MODES = ("execute", "parse", "none")
 SQL_LOG_FORMATS = ("auto", "sql", "jsonl", "json", "csv", "parquet", "pg_csvlog", "defog", "pg_stat_statements")

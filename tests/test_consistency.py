@@ -10,7 +10,7 @@ from synthesis_fake import CannedModel, chinook_settings, collect
 from test_evolve import validated
 
 from adapters.db import open_executor
-from pipeline.errors import UserError
+from transforms.core.errors import UserError
 from transforms.consistency import RoundTripConsistency, judge
 from transforms.generation import consistency_llm_settings
 

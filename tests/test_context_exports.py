@@ -17,7 +17,7 @@ from conftest import REPO, make_pipeline
 from llm_fake_server import Action, FakeLlmServer
 
 from pipeline.main import main
-from pipeline.record import Record
+from transforms.core.record import Record
 from transforms.conversations import ReadConversations, WithFullContext
 from transforms.exports import user_message
 from transforms.formats.chat import ConversationTurns

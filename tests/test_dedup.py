@@ -3,7 +3,7 @@
 import apache_beam as beam
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.record import Execution, Record
+from transforms.core.record import Execution, Record
 from tests.conftest import make_pipeline
 from transforms.dedup import ChooseRepresentative, DedupPairs, dedup_key
 

@@ -11,7 +11,7 @@ from conftest import REPO, make_pipeline
 from llm_fake_server import FakeLlmServer
 from synthesis_fake import CannedModel, chinook_settings, collect
 
-from pipeline.record import Execution, new_record
+from transforms.core.record import Execution, new_record
 from transforms.evolve import (
     DEPTH_TECHNIQUES,
     BreadthEvolver,

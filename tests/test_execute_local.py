@@ -9,7 +9,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from adapters.db import DatabaseMap, open_executor
 from adapters.db.base import DatabaseUnavailable
-from pipeline.record import new_record
+from transforms.core.record import new_record
 from tests.conftest import REPO, make_pipeline
 from transforms.execute import ExecuteQueries
 from transforms.normalize import NormalizeSql

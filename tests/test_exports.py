@@ -11,7 +11,7 @@ import pytest
 from conftest import REPO, make_pipeline
 
 from pipeline.main import main
-from pipeline.record import Record
+from transforms.core.record import Record
 from transforms.exports import (
     PAIR_FIELD_TYPES,
     SCHEMAS,

@@ -31,7 +31,7 @@ from llm_fake_server import FakeLlmServer  # noqa: E402
 from test_preference import CANNED, SAMPLES, canned_answer  # noqa: E402
 
 from pipeline.main import main  # noqa: E402
-from pipeline.record import Parameter, new_record, record_to_json  # noqa: E402
+from transforms.core.record import Parameter, new_record, record_to_json  # noqa: E402
 from transforms.dataset_card import write_dataset_card  # noqa: E402
 from transforms.exports import SCHEMAS, parquet_bytes  # noqa: E402
 

@@ -1,6 +1,6 @@
 """Filter: every built-in rule, and that custom predicates are honoured."""
 
-from pipeline.record import Execution, Record
+from transforms.core.record import Execution, Record
 from transforms.filter import FilterSettings, load_predicate, rejection
 
 

@@ -23,7 +23,7 @@ from apache_beam.runners.portability.fn_api_runner import translations
 from apache_beam.testing.util import assert_that, equal_to
 
 from adapters.db import open_executor
-from pipeline.record import Execution, Record
+from transforms.core.record import Execution, Record
 from tests.conftest import REPO, make_pipeline
 from transforms.dedup import ChooseRepresentative, DedupPairs
 from transforms.execute import ExecuteQueries, run_query

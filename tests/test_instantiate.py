@@ -11,7 +11,7 @@ import sqlglot
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.main import main
-from pipeline.record import Parameter, Record, new_record
+from transforms.core.record import Parameter, Record, new_record
 from tests.conftest import REPO, make_pipeline
 from transforms.instantiate import (
     InstantiateParameters,

@@ -24,7 +24,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from conftest import IN_CI, REPO, make_pipeline
 
 from adapters.llm import LlmSettings
-from pipeline.record import new_record
+from transforms.core.record import new_record
 from transforms.normalize import NormalizeSql
 from transforms.questions import QuestionSettings, WriteQuestions, question_problem
 

@@ -13,7 +13,7 @@ from conftest import make_pipeline, require_shared_data
 from llm_fake_server import Action, FakeLlmServer
 
 from adapters.llm import LlmSettings
-from pipeline.record import new_record
+from transforms.core.record import new_record
 from transforms.describe import DescribeQuestions
 from transforms.normalize import NormalizeSql
 from transforms.questions import (

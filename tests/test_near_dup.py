@@ -9,7 +9,7 @@ import pytest
 from apache_beam.testing.util import assert_that, equal_to
 from conftest import make_pipeline
 
-from pipeline.record import Execution, new_record
+from transforms.core.record import Execution, new_record
 from transforms.near_dup import LSH_GROUP_SIZE, MergeNearDuplicates, merge_near_duplicates, shingles, similarity
 
 

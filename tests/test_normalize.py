@@ -3,7 +3,7 @@
 import apache_beam as beam
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.record import new_record
+from transforms.core.record import new_record
 from tests.conftest import make_pipeline
 import sqlglot
 

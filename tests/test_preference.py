@@ -19,7 +19,7 @@ from llm_fake_server import Action, FakeLlmServer
 from adapters.llm import LlmSettings
 from adapters.llm.handler import LlmOutcome
 from pipeline.main import main
-from pipeline.record import new_record
+from transforms.core.record import new_record
 from transforms.classify import ClassifyDifficulty
 from transforms.execute import ExecuteQueries
 from transforms.exports import SchemaSource

@@ -12,7 +12,7 @@ from conftest import REPO, make_pipeline
 from test_llm_local_model import llama_server  # noqa: F401 - the module-scoped server fixture
 
 from adapters.llm import LlmSettings
-from pipeline.record import new_record
+from transforms.core.record import new_record
 from transforms.classify import ClassifyDifficulty
 from transforms.execute import ExecuteQueries
 from transforms.exports import SchemaSource

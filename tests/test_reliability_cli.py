@@ -18,7 +18,7 @@ import pytest
 from conftest import REPO
 from llm_fake_server import Action, FakeLlmServer
 
-from pipeline.errors import UserError
+from transforms.core.errors import UserError
 from pipeline.config import check_output_writable, overwritten_input
 from pipeline.main import main
 

@@ -24,7 +24,7 @@ import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.record import Execution, Record, new_record, record_to_json
+from transforms.core.record import Execution, Record, new_record, record_to_json
 from tests import db_fixtures as fx
 from tests.conftest import make_pipeline
 from transforms.dedup import ChooseRepresentative, DedupPairs

@@ -14,8 +14,8 @@ from conftest import REPO, make_pipeline
 from llm_fake_server import FakeLlmServer
 from synthesis_fake import PERSONAS, CannedModel, chinook_settings, collect
 
-from pipeline.errors import UserError
-from pipeline.record import new_record
+from transforms.core.errors import UserError
+from transforms.core.record import new_record
 from transforms.guardrails import invented_names, question_rejection
 from transforms.personas import MakePersonas, Persona, load_personas_file, parse_persona
 from transforms.synthesize import CURRICULUM, LEVELS, SynthesizeFromSchema, curriculum

@@ -7,7 +7,7 @@ from typing import Iterator
 
 import apache_beam as beam
 
-from pipeline.record import Record
+from transforms.core.record import Record
 from transforms import trees
 from transforms.common import DEAD, count, reject
 from transforms.concepts import concept_tags

@@ -7,7 +7,7 @@ from typing import Optional
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from pipeline.record import DeadLetter, Record
+from transforms.core.record import DeadLetter, Record
 
 #: Tag of every stage's dead-letter side output.
 DEAD = "dead"

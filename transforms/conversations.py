@@ -29,7 +29,7 @@ from typing import Iterable, Iterator, Mapping, Optional, Sequence, Union
 import apache_beam as beam
 from apache_beam.io.filesystem import FileMetadata
 
-from pipeline.record import Record
+from transforms.core.record import Record
 from transforms.common import count
 from transforms.formats.chat import ConversationTurns, parse_conversations
 from transforms.read import MatchFiles, ReadSettings, Unmatchable, open_input

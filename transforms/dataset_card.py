@@ -225,11 +225,14 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def non_default_options(options: Mapping[str, Any]) -> list[tuple[str, Any]]:
-    """The options whose value differs from its default (what a reader needs to reproduce the run)."""
-    from pipeline.options import OPTION_SPECS
+def non_default_options(options: Mapping[str, Any],
+                        defaults: Optional[Mapping[str, Any]] = None) -> list[tuple[str, Any]]:
+    """The options whose value differs from its default (what a reader needs to reproduce the run).
 
-    defaults = {spec.name: spec.default for spec in OPTION_SPECS}
+    ``defaults`` (option -> default) comes from the command line's option table; without it
+    every option that is set is listed.
+    """
+    defaults = defaults or {}
     return [(name, value) for name, value in sorted(options.items())
             if value not in (None, "") and value != defaults.get(name, object())]
 
@@ -319,7 +322,8 @@ def _limits(options: Mapping[str, Any], report: Mapping[str, Any]) -> str:
     return "\n".join(f"- {line}" for line in limits)
 
 
-def render_card(base: str, report: Mapping[str, Any]) -> str:
+def render_card(base: str, report: Mapping[str, Any],
+                defaults: Optional[Mapping[str, Any]] = None) -> str:
     """The card's text for output files named ``base-…`` (deterministic: no timings, no dates)."""
     options = report.get("options") or {}
     exports = report.get("exports") or {}
@@ -361,8 +365,8 @@ def render_card(base: str, report: Mapping[str, Any]) -> str:
         "## Dataset structure", "\n".join(structure) + staged, layout, "\n".join(fields), load,
         "## Sources", _sources(options, report),
         "## Counts", _counts(report),
-        "## Options used", "Options that differ from the defaults:\n\n" + _table(("option", "value"),
-                                                                                  non_default_options(options)),
+        "## Options used", "Options that differ from the defaults:\n\n"
+        + _table(("option", "value"), non_default_options(options, defaults)),
         "## Licenses", licence_text,
         "## Known limits", _limits(options, report),
     ]
@@ -390,11 +394,12 @@ def card_path(prefix: str) -> str:
     return f"{prefix}-README.md"
 
 
-def write_dataset_card(prefix: str, report: Mapping[str, Any]) -> str:
+def write_dataset_card(prefix: str, report: Mapping[str, Any],
+                       defaults: Optional[Mapping[str, Any]] = None) -> str:
     """Write the card of the dataset folder of ``prefix``; returns where it went."""
     from transforms.write import write_text_file
 
     base = prefix.rstrip("/").rsplit("/", 1)[-1]
     path = card_path(prefix)
-    write_text_file(path, render_card(base, report))
+    write_text_file(path, render_card(base, report, defaults))
     return path

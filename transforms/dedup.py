@@ -19,7 +19,7 @@ from typing import Optional
 import apache_beam as beam
 from apache_beam import coders
 
-from pipeline.record import Record, record_to_json
+from transforms.core.record import Record, record_to_json
 from transforms.common import count
 
 

@@ -36,7 +36,7 @@ from sqlglot.tokens import TokenType
 from adapters.db import DatabaseMap, DatabaseUnavailable, Executor, InvalidDbId, open_executor, redact
 from adapters.db.base import DEFAULT_MAX_RESULT_BYTES
 from adapters.db.retry import ConnectionBudget
-from pipeline.record import Execution, Record
+from transforms.core.record import Execution, Record
 from transforms import parsing
 from transforms.common import DEAD, NAMESPACE, count, reject
 

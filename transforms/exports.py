@@ -55,7 +55,7 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.record import Record, record_to_dict
+from transforms.core.record import Record, record_to_dict
 from transforms import table_schema
 from transforms.write import SPILL_CHARS, ExternalSorter, created_atomically, shard_name
 
@@ -465,11 +465,11 @@ def dead_letter_row(dead: Any, record_timings: bool = False) -> dict[str, str]:
     So every shard has the same types whatever it holds: a reader that infers types from one
     file (``load_dataset("json", data_files=…)``, ``pyarrow.dataset``) reads them all.
 
-    >>> from pipeline.record import DeadLetter
+    >>> from transforms.core.record import DeadLetter
     >>> dead_letter_row(DeadLetter("read", "not_utf8", "byte 0x9c", None, None))
     {'stage': 'read', 'reason': 'not_utf8', 'detail': 'byte 0x9c', 'origin': '', 'record': 'null'}
     """
-    from pipeline.record import record_to_json, without_timings
+    from transforms.core.record import record_to_json, without_timings
 
     record = dead.record
     if record is not None and not record_timings:
@@ -783,7 +783,7 @@ class ExportSettings(NamedTuple):
 
 
 def _pair_line(record_timings: bool) -> Callable[[Record], str]:
-    from pipeline.record import record_to_json, without_timings
+    from transforms.core.record import record_to_json, without_timings
 
     if record_timings:
         return record_to_json
@@ -791,7 +791,7 @@ def _pair_line(record_timings: bool) -> Callable[[Record], str]:
 
 
 def _pair_row(record_timings: bool) -> Callable[[Record], dict]:
-    from pipeline.record import without_timings
+    from transforms.core.record import without_timings
 
     if record_timings:
         return pair_row

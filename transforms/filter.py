@@ -7,8 +7,8 @@ from typing import Callable, Iterator, NamedTuple, Optional, Sequence
 
 import apache_beam as beam
 
-from pipeline.options import DIFFICULTIES
-from pipeline.record import Record
+from transforms.core.vocab import DIFFICULTIES
+from transforms.core.record import Record
 from transforms.common import DEAD, count, reject
 
 _FAILED_STATUSES = ("error", "timeout", "refused")

@@ -135,9 +135,9 @@ def generation_settings(values: Any, *, database: Optional[str], dialect: Option
     """``GenerationSettings`` from the parsed options, or None when no generator is asked for.
 
     ``database`` is the ``--database`` spec when queries are executed (``--validate
-    execute``), else None. Raises ``pipeline.errors.UserError``.
+    execute``), else None. Raises ``transforms.core.errors.UserError``.
     """
-    from pipeline.errors import UserError
+    from transforms.core.errors import UserError
     from transforms.catalog import targets as database_targets
     from transforms.llm_options import check_model, model_settings
     from transforms.evolve import parse_techniques
@@ -232,7 +232,7 @@ def revalidation_dead_letter(dead: Any) -> Any:
     the stage that rejected it kept in the reason (``filter.above_max_difficulty``), so the
     funnel stays one line per step and the first chain's counts are not mixed with these.
 
-    >>> from pipeline.record import DeadLetter
+    >>> from transforms.core.record import DeadLetter
     >>> revalidation_dead_letter(DeadLetter("execute", "no_database", "x")).reason
     'execute.no_database'
     """

@@ -57,7 +57,7 @@ from apache_beam.utils.shared import Shared
 from sqlglot import exp
 
 from adapters.db import DatabaseMap, DatabaseUnavailable, redact
-from pipeline.record import Execution, Parameter, Record, new_record
+from transforms.core.record import Execution, Parameter, Record, new_record
 from transforms import placeholders, trees
 from transforms.common import DEAD, count, reject
 from transforms.normalize import fingerprint, generate_sql

@@ -54,7 +54,7 @@ def check_model(flag: str, settings: LlmSettings, project_flag: Optional[str] = 
     """Refuse, as a user error, a model that cannot be reached: a key variable that is not set, Gemini
     without a project or key, OpenAI-compatible without an endpoint or key. ``flag`` is ``--llm``,
     ``--weak_llm`` or ``--consistency_llm``; its ``_api_key_env`` and ``_endpoint`` options are named."""
-    from pipeline.errors import UserError
+    from transforms.core.errors import UserError
 
     key_flag, endpoint_flag = f"{flag}_api_key_env", f"{flag}_endpoint"
     project_flag = project_flag or f"{flag}_project"

@@ -28,7 +28,7 @@ from typing import Iterable, Iterator, Optional, Sequence
 
 import apache_beam as beam
 
-from pipeline.record import Record
+from transforms.core.record import Record
 from transforms.common import count
 from transforms.dedup import preference
 
@@ -86,7 +86,7 @@ def _order(record: Record) -> tuple:
 def merge_near_duplicates(records: Iterable[Record], threshold: float = DEFAULT_THRESHOLD) -> list[Record]:
     """One record per cluster of near-duplicate questions, with the merged counts added.
 
-    >>> from pipeline.record import new_record
+    >>> from transforms.core.record import new_record
     >>> kept = merge_near_duplicates([new_record("SELECT 1", "How many tracks are there?"),
     ...                               new_record("SELECT 1", "How many tracks are there ?"),
     ...                               new_record("SELECT 1", "Which genre is the longest?")])

@@ -24,7 +24,7 @@ from sqlglot.errors import ErrorLevel, ParseError, TokenError, UnsupportedError
 from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
 from sqlglot.tokens import TokenType
 
-from pipeline.record import Parameter, Record
+from transforms.core.record import Parameter, Record
 from transforms import parsing, placeholders, trees
 from transforms.common import DEAD, count, reject
 from transforms.safety import refusal_reason

@@ -37,7 +37,7 @@ from sqlglot import exp
 from sqlglot.errors import TokenError
 from sqlglot.tokens import TokenType
 
-from pipeline.record import Parameter
+from transforms.core.record import Parameter
 from transforms import parsing
 
 #: Prefix of the sentinel each placeholder is rewritten to before parsing.

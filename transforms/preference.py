@@ -49,7 +49,7 @@ from adapters.db import DatabaseMap, DatabaseUnavailable, redact
 from adapters.llm import LlmSettings
 from adapters.llm.handler import LlmModelHandler, LlmOutcome, LlmTask
 from adapters.llm.prompting import load_prompt
-from pipeline.record import Record, content_id
+from transforms.core.record import Record, content_id
 from transforms import trees
 from transforms.common import count
 from transforms.equivalence import has_top_level_order_by, results_match
@@ -519,9 +519,9 @@ class SamplePreferencePairs(beam.PTransform):
 def preference_settings(values: Any, *, database: Optional[str], schema: SchemaSource) -> Optional[PreferenceSettings]:
     """``PreferenceSettings`` from the parsed options, or None without ``--preference``.
 
-    Raises ``pipeline.errors.UserError`` for combinations that cannot work.
+    Raises ``transforms.core.errors.UserError`` for combinations that cannot work.
     """
-    from pipeline.errors import UserError
+    from transforms.core.errors import UserError
     from transforms.execute import default_max_connections
     from transforms.llm_options import check_model, model_settings
 

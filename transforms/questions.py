@@ -38,7 +38,7 @@ from apache_beam.ml.inference.base import PredictionResult, RunInference
 from adapters.llm import LlmSettings
 from adapters.llm.handler import LlmModelHandler, LlmOutcome, LlmTask
 from adapters.llm.prompting import load_prompt
-from pipeline.record import Record
+from transforms.core.record import Record
 from transforms import table_schema
 from transforms.common import DEAD, count, reject
 
@@ -432,10 +432,10 @@ def parse_styles(value: Optional[str]) -> tuple[str, ...]:
 def question_settings(values: Any, *, dialect: Optional[str], database: Optional[str]) -> Optional[QuestionSettings]:
     """``QuestionSettings`` from the parsed options, or None for ``--llm rules`` (the rules writer).
 
-    Raises ``pipeline.errors.UserError`` for combinations that cannot work, before any
+    Raises ``transforms.core.errors.UserError`` for combinations that cannot work, before any
     pipeline starts.
     """
-    from pipeline.errors import UserError
+    from transforms.core.errors import UserError
     from transforms.llm_options import check_model, model_settings
     from transforms.read import split_patterns
 

@@ -32,7 +32,7 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes, FileMetadata
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.record import new_record
+from transforms.core.record import new_record
 from transforms.common import DEAD, count, reject
 from transforms.formats import RawPair, ReadReject
 from transforms.formats.chat import parse_chat_history

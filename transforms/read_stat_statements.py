@@ -31,7 +31,7 @@ from typing import Iterator, Optional, Sequence
 import apache_beam as beam
 
 from adapters.db import display_url, redact
-from pipeline.record import DeadLetter, new_record
+from transforms.core.record import DeadLetter, new_record
 from transforms.common import DEAD, count, reject
 from transforms.formats import ReadReject
 from transforms.formats.pg_stat_statements import frequency_of, stat_row_to_pair

@@ -17,7 +17,7 @@ import apache_beam as beam
 from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.windowed_value import WindowedValue
 
-from pipeline.record import DeadLetter, Record
+from transforms.core.record import DeadLetter, Record
 from transforms.write import write_text_file
 
 #: Pipeline steps in order, with the dead-letter stages each one owns.

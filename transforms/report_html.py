@@ -17,6 +17,8 @@ import io
 import logging
 from typing import Any, Mapping, Optional, Sequence
 
+from transforms.core.vocab import DIFFICULTIES
+
 _LOGGER = logging.getLogger(__name__)
 
 #: Colours of the sample labels (correct green, the failures warm, no answer grey).
@@ -25,7 +27,6 @@ LABEL_COLOURS = {
     "unparseable": "#795548", "no_reply": "#9e9e9e", "unlabelled": "#424242",
 }
 _OUT, _REJECTED, _MERGED, _ADDED = "#1565c0", "#c62828", "#9e9e9e", "#2e7d32"
-_DIFFICULTIES = ("easy", "medium", "hard", "extra")
 _STYLE = """
 body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1100px;
        color: #212121; line-height: 1.4; padding: 0 1em; }
@@ -222,7 +223,7 @@ def _rejections(report: Mapping[str, Any]) -> str:
 
 def _difficulty(report: Mapping[str, Any]) -> str:
     counts = report.get("difficulty") or {}
-    labels = [d for d in _DIFFICULTIES if d in counts] + sorted(set(counts) - set(_DIFFICULTIES))
+    labels = [d for d in DIFFICULTIES if d in counts] + sorted(set(counts) - set(DIFFICULTIES))
     plot = bar_plot(labels, [counts[d] for d in labels], "Pairs per difficulty (Spider hardness)", "pairs")
     return _section("difficulty", "Difficulty distribution", _img(plot, "difficulty histogram"),
                     _table(("difficulty", "pairs"), [(d, counts[d]) for d in labels]))
@@ -401,6 +402,6 @@ def write_report_pages(report_path: str, report: dict[str, Any], html: bool = Tr
     try:
         from transforms.dataset_card import write_dataset_card
 
-        write_dataset_card(prefix, report)
+        write_dataset_card(prefix, report, defaults)
     except Exception as error:  # noqa: BLE001
         _LOGGER.warning("could not write the dataset card: %s: %s", type(error).__name__, error)

@@ -31,7 +31,7 @@ from apache_beam.ml.inference.base import PredictionResult, RunInference
 from adapters.db import DatabaseUnavailable, redact
 from adapters.llm.handler import LlmModelHandler, LlmOutcome, LlmTask
 from adapters.llm.prompting import load_prompt
-from pipeline.record import Execution, Record, content_id, new_record
+from transforms.core.record import Execution, Record, content_id, new_record
 from transforms import catalog as catalogs
 from transforms import teachings as teaching_notes
 from transforms.common import DEAD, count, reject

@@ -260,9 +260,9 @@ def training_settings(values: Any, *, dialect: Optional[str], database: Optional
     """``TrainingSettings`` from the options, or None when only the plain pairs are wanted.
 
     ``database`` is the ``--database`` spec when queries are executed (``--validate execute``).
-    Raises ``pipeline.errors.UserError`` for combinations that cannot work.
+    Raises ``transforms.core.errors.UserError`` for combinations that cannot work.
     """
-    from pipeline.errors import UserError
+    from transforms.core.errors import UserError
     from transforms.read import split_patterns
 
     try:

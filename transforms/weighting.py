@@ -31,7 +31,7 @@ from typing import Iterator, NamedTuple
 
 import apache_beam as beam
 
-from pipeline.record import Record
+from transforms.core.record import Record
 from transforms.common import DEAD, count, reject
 
 

@@ -75,7 +75,7 @@ def check_url(url: str) -> str:
     >>> check_url("postgresql://bob:p@ss@db/x")
     Traceback (most recent call last):
     ...
-    pipeline.errors.UserError: database URL 'postgresql://***@db/x' has a raw '@' or '%' in its user name or password: percent-encode it (@ is %40, % is %25)
+    transforms.core.errors.UserError: database URL 'postgresql://***@db/x' has a raw '@' or '%' in its user name or password: percent-encode it (@ is %40, % is %25)
     """
     head, sep, rest = url.partition("://")
     if not sep:

@@ -17,8 +17,8 @@ import time
 from typing import Any, Optional, Sequence, Union
 from urllib.parse import urlsplit, urlunsplit
 
-from pipeline.errors import UserError
-from pipeline.record import Execution
+from transforms.core.errors import UserError
+from transforms.core.record import Execution
 from transforms.equivalence import result_hash
 
 
