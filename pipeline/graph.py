@@ -81,9 +81,52 @@ def _dead_line_without_timings(dead: DeadLetter) -> str:
     return dead_letter_to_json(dead)
 
 
+class _Job:
+    """What the stages add while the graph is built: dead letters, report notes, funnel steps."""
+
+    def __init__(self) -> None:
+        self.dead: list[beam.PCollection] = []
+        self.notes: list[beam.PCollection] = []
+        self.steps: dict[str, beam.PCollection] = {}
+        self.dead_all: Optional[beam.PCollection] = None  # every dead letter, once flattened by _write
+
+
 def build(p: beam.Pipeline, config: JobConfig) -> dict[str, beam.PCollection]:
-    """Add the whole job to pipeline ``p``; returns the main PCollections by name."""
-    dead_letters = []
+    """Add the whole job to pipeline ``p``; returns the main PCollections by name.
+
+    read → (generate) → normalize → instantiate → classify → execute → filter → dedup →
+    describe → (evolve, re-validated) → merge → (consistency) → (cap) → write, report, exports.
+    """
+    job = _Job()
+    logged, conversations = _read(p, config, job)
+    records, teachings = _generate(p, config, logged, job)
+    # a query repeated HOT_QUERY_RECORDS times or more runs apart, so no worker gets all its records
+    hot_threshold = HOT_QUERY_RECORDS if config.spread_records else None
+    normalized = records | "NormalizeSql" >> NormalizeSql(config.target_dialect, config.source_dialect)
+    instantiated = normalized.records | "InstantiateParameters" >> InstantiateParameters(
+        config.database, config.instantiate, timeout_s=config.timeout_s, password_env=config.password_env)
+    classified = instantiated.records | "ClassifyDifficulty" >> ClassifyDifficulty()
+    # templates Instantiate could not fill were checked there already: Execute passes them through
+    executed = classified.records | "ExecuteQueries" >> _execute(config, hot_threshold)
+    filtered = executed.records | "FilterPairs" >> FilterPairs(config.filter)
+    # Paid work once per distinct validated unit: dedup first, then questions (rules or model, and
+    # --context segmented rewriting) for the representatives only; a key holding the question merges again below
+    deduped = filtered.records | "DedupPairs" >> DedupBeforeQuestions(config.dedup)
+    describe = WriteQuestions(config.questions) if config.questions is not None else DescribeQuestions()
+    described = deduped | "DescribeQuestions" >> describe
+    job.notes.append(instantiated[NOTES])
+    job.dead += [stage.dead for stage in (normalized, instantiated, classified, described, executed, filtered)]
+    job.steps.update(read=logged, normalize=normalized.records, instantiate=instantiated.records,
+                     classify=classified.records, execute=executed.records, filter=filtered.records,
+                     dedup=deduped, describe=described.records)
+    validated, evolves = _evolve(described.records, teachings, config, hot_threshold, job)
+    pairs = _merge_and_check(validated, teachings, config, evolves, job)
+    _write(p, pairs, conversations, config, job)
+    return {"pairs": pairs, "dead": job.dead_all, **{f"step_{k}": v for k, v in job.steps.items()}}
+
+
+def _read(p: beam.Pipeline, config: JobConfig, job: _Job) -> tuple[beam.PCollection, Optional[beam.PCollection]]:
+    """Every input, one stream of records (and, with ``--context full``, each conversation once)."""
     read_outputs = []
     conversations = None  # --context full: each chat conversation once, for its file and the exports
     for kind, patterns in config.inputs:
@@ -97,40 +140,45 @@ def build(p: beam.Pipeline, config: JobConfig) -> dict[str, beam.PCollection]:
             conversations = p | "ReadConversations" >> ReadConversations(patterns, config.read)
             conversations | "WriteConversations" >> WriteConversations(config.output, config.num_shards)
         read_outputs.append(read.records)
-        dead_letters.append(read.dead)
+        job.dead.append(read.dead)
     # Reshuffle breaks fusion with the parsers: one big log file is read by one worker, but
     # normalize → classify → describe (where the CPU goes) then spread over all of them.
     # With a single local worker there is nobody to spread to, and it would only cost
     # every record an encode and a decode.
-    logged = records = read_outputs | "AllInputs" >> beam.Flatten(pipeline=p)
+    logged = read_outputs | "AllInputs" >> beam.Flatten(pipeline=p)
     if config.spread_records:
-        logged = records = logged | "SpreadRecords" >> beam.Reshuffle().with_output_types(Record)
-    generation, teachings, gen_notes, gen_steps = config.generation, None, [], {}
-    if generation is not None:  # personas and teachings feed every generation prompt (as side inputs)
-        from transforms.personas import MakePersonas
-        from transforms.synthesize import SynthesizeFromSchema
-        from transforms.teachings import MakeTeachings
+        logged = logged | "SpreadRecords" >> beam.Reshuffle().with_output_types(Record)
+    return logged, conversations
 
-        targets = p | "Databases" >> beam.Create(list(generation.targets))
-        personas = targets | "Personas" >> MakePersonas(generation)
-        taught = (targets, logged) | "Teachings" >> MakeTeachings(generation, config.source_dialect)
-        teachings = taught.teachings
-        gen_notes += [personas.notes, taught.notes]
-        if generation.synthesize:  # new pairs join the logged ones and go through every stage below
-            synthesized = (targets, personas.personas, teachings) | "SynthesizeFromSchema" >> SynthesizeFromSchema(
-                generation)
-            records = gen_steps["synthesize"] = (logged, synthesized.records) | "WithSynthesized" >> beam.Flatten()
-            dead_letters.append(synthesized.dead)
-            gen_notes.append(synthesized.notes)
 
-    normalized = records | "NormalizeSql" >> NormalizeSql(config.target_dialect, config.source_dialect)
-    instantiated = normalized.records | "InstantiateParameters" >> InstantiateParameters(
-        config.database, config.instantiate, timeout_s=config.timeout_s, password_env=config.password_env)
-    classified = instantiated.records | "ClassifyDifficulty" >> ClassifyDifficulty()
-    # templates Instantiate could not fill were checked there already: Execute passes them through;
-    # a query repeated HOT_QUERY_RECORDS times or more runs apart, so no worker gets all its records
-    hot_threshold = HOT_QUERY_RECORDS if config.spread_records else None
-    executed = classified.records | "ExecuteQueries" >> ExecuteQueries(
+def _generate(p: beam.Pipeline, config: JobConfig, logged: beam.PCollection,
+              job: _Job) -> tuple[beam.PCollection, Optional[beam.PCollection]]:
+    """Personas and teachings (side inputs of every generation prompt) and pairs synthesized from
+    the schema, which join the logged ones; returns the records and the teachings."""
+    generation = config.generation
+    if generation is None:
+        return logged, None
+    from transforms.personas import MakePersonas
+    from transforms.synthesize import SynthesizeFromSchema
+    from transforms.teachings import MakeTeachings
+
+    targets = p | "Databases" >> beam.Create(list(generation.targets))
+    personas = targets | "Personas" >> MakePersonas(generation)
+    taught = (targets, logged) | "Teachings" >> MakeTeachings(generation, config.source_dialect)
+    job.notes += [personas.notes, taught.notes]
+    records = logged
+    if generation.synthesize:  # new pairs join the logged ones and go through every stage below
+        synthesized = (targets, personas.personas, taught.teachings) | "SynthesizeFromSchema" >> SynthesizeFromSchema(
+            generation)
+        records = job.steps["synthesize"] = (logged, synthesized.records) | "WithSynthesized" >> beam.Flatten()
+        job.dead.append(synthesized.dead)
+        job.notes.append(synthesized.notes)
+    return records, taught.teachings
+
+
+def _execute(config: JobConfig, hot_threshold: Optional[int]) -> ExecuteQueries:
+    """The Execute stage with the job's limits (logged pairs and evolved pairs alike)."""
+    return ExecuteQueries(
         config.database,
         timeout_s=config.timeout_s,
         max_rows=config.max_rows,
@@ -140,61 +188,66 @@ def build(p: beam.Pipeline, config: JobConfig) -> dict[str, beam.PCollection]:
         skip_reason=config.skip_reason,
         hot_threshold=hot_threshold,
     )
-    ran = executed.records
-    filtered = ran | "FilterPairs" >> FilterPairs(config.filter)
-    # Paid work once per distinct validated unit: dedup first, then questions (rules or model, and
-    # --context segmented rewriting) for the representatives only; a key holding the question merges again below
-    deduped = filtered.records | "DedupPairs" >> DedupBeforeQuestions(config.dedup)
-    describe = WriteQuestions(config.questions) if config.questions is not None else DescribeQuestions()
-    described = deduped | "DescribeQuestions" >> describe
-    validated = described.records
-    evolves = generation is not None and generation.evolves
-    if evolves:
-        # Evolved pairs go through normalize → classify → execute → filter again (a Beam graph cannot loop);
-        # that chain's dead letters are filed under stage "revalidate", the rejecting stage kept in the reason.
-        from transforms.evolve import EvolvePairs
-        from transforms.generation import revalidation_dead_letter
 
-        evolved = (validated, teachings) | "EvolvePairs" >> EvolvePairs(generation)
-        again = evolved.records | "NormalizeEvolved" >> NormalizeSql(config.target_dialect)
-        reclassified = again.records | "ClassifyEvolved" >> ClassifyDifficulty()
-        rerun = reclassified.records | "ExecuteEvolved" >> ExecuteQueries(
-            config.database, timeout_s=config.timeout_s, max_rows=config.max_rows,
-            max_connections=config.max_connections, password_env=config.password_env,
-            max_result_bytes=config.max_result_bytes, skip_reason=config.skip_reason, hot_threshold=hot_threshold)
-        refiltered = rerun.records | "FilterEvolved" >> FilterPairs(config.filter)
-        revalidated = ((again.dead, reclassified.dead, rerun.dead, refiltered.dead) | "EvolvedDead" >> beam.Flatten()
-                       | "AsRevalidate" >> beam.Map(revalidation_dead_letter))
-        dead_letters += [evolved.dead, revalidated]
-        gen_notes.append(evolved.notes)
-        validated = gen_steps["evolve"] = (validated, refiltered.records) | "WithEvolved" >> beam.Flatten()
-    pairs, merge_steps = validated, {}
+
+def _evolve(validated: beam.PCollection, teachings: Optional[beam.PCollection], config: JobConfig,
+            hot_threshold: Optional[int], job: _Job) -> tuple[beam.PCollection, bool]:
+    """``--depth``/``--breadth``: evolved pairs join the validated ones after normalize → classify →
+    execute → filter again (a Beam graph cannot loop); that chain's dead letters are filed under
+    stage "revalidate", the rejecting stage kept in the reason."""
+    generation = config.generation
+    if generation is None or not generation.evolves:
+        return validated, False
+    from transforms.evolve import EvolvePairs
+    from transforms.generation import revalidation_dead_letter
+
+    evolved = (validated, teachings) | "EvolvePairs" >> EvolvePairs(generation)
+    again = evolved.records | "NormalizeEvolved" >> NormalizeSql(config.target_dialect)
+    reclassified = again.records | "ClassifyEvolved" >> ClassifyDifficulty()
+    rerun = reclassified.records | "ExecuteEvolved" >> _execute(config, hot_threshold)
+    refiltered = rerun.records | "FilterEvolved" >> FilterPairs(config.filter)
+    revalidated = ((again.dead, reclassified.dead, rerun.dead, refiltered.dead) | "EvolvedDead" >> beam.Flatten()
+                   | "AsRevalidate" >> beam.Map(revalidation_dead_letter))
+    job.dead += [evolved.dead, revalidated]
+    job.notes.append(evolved.notes)
+    job.steps["evolve"] = (validated, refiltered.records) | "WithEvolved" >> beam.Flatten()
+    return job.steps["evolve"], True
+
+
+def _merge_and_check(validated: beam.PCollection, teachings: Optional[beam.PCollection], config: JobConfig,
+                     evolves: bool, job: _Job) -> beam.PCollection:
+    """Merge on the questions the job wrote (and near-duplicates), the round-trip check, the cap."""
+    pairs = validated
     if merges_after_questions(config.dedup) or (evolves and config.dedup != "none"):  # written or evolved pairs
-        pairs = merge_steps["merge"] = validated | "MergeQuestions" >> DedupPairs(config.dedup)
+        pairs = job.steps["merge"] = validated | "MergeQuestions" >> DedupPairs(config.dedup)
     if near_dup_applies(config.dedup):  # phrasings of one SQL that say nearly the same thing
-        pairs = merge_steps["merge"] = pairs | "MergeNearDuplicates" >> MergeNearDuplicates(config.near_dup_threshold)
+        pairs = job.steps["merge"] = pairs | "MergeNearDuplicates" >> MergeNearDuplicates(config.near_dup_threshold)
+    generation = config.generation
     if generation is not None and generation.consistency:  # after dedup: one blind answer per distinct pair
         from transforms.consistency import RoundTripConsistency
 
         checked = (pairs, teachings) | "RoundTripConsistency" >> RoundTripConsistency(generation)
-        pairs = gen_steps["consistency"] = checked.records
-        dead_letters.append(checked.dead)
-    notes = [instantiated[NOTES], *gen_notes]
+        pairs = job.steps["consistency"] = checked.records
+        job.dead.append(checked.dead)
     if config.instantiate.max_per_template:
         capped = pairs | "CapPerTemplate" >> CapPerTemplate(
             config.instantiate.max_per_template, config.instantiate.weight_by, config.instantiate.seed)
-        pairs = capped.records
-        dead_letters.append(capped.dead)
-        notes.append(capped.notes)
-    for stage in (normalized, instantiated, classified, described, executed, filtered):
-        dead_letters.append(stage.dead)
-    dead = dead_letters | "AllDeadLetters" >> beam.Flatten()
-    if generation is not None:  # lineage counts: the report's per-level and per-technique accept rates
+        pairs = job.steps["sample"] = capped.records
+        job.dead.append(capped.dead)
+        job.notes.append(capped.notes)
+    return pairs
+
+
+def _write(p: beam.Pipeline, pairs: beam.PCollection, conversations: Optional[beam.PCollection],
+           config: JobConfig, job: _Job) -> None:
+    """Pairs, dead letters and the dataset folder's sets; the report; the training exports."""
+    dead = job.dead_all = job.dead | "AllDeadLetters" >> beam.Flatten()
+    notes = job.notes
+    if config.generation is not None:  # lineage counts: the report's per-level and per-technique accept rates
         from transforms.generation import dead_notes, written_notes
 
         notes += [dead | "GeneratedDead" >> beam.FlatMap(dead_notes), pairs | "GeneratedWritten" >> beam.FlatMap(
             written_notes)]
-
     paths = output_paths(config.output)
     pair_line, dead_line = record_to_json, dead_letter_to_json
     if not config.record_timings:
@@ -204,24 +257,9 @@ def build(p: beam.Pipeline, config: JobConfig) -> dict[str, beam.PCollection]:
     dead | "WriteDeadLetters" >> WriteJsonShards(paths["rejects"], config.num_shards, dead_line, dead_letter_sort_key)
     dead | "WriteRejectsSet" >> WriteRejectsSet(config.output, config.num_shards, record_timings=config.record_timings,
                                                 parquet=config.training is not None and config.training.exports.parquet)
-    steps = {
-        "read": logged,
-        "normalize": normalized.records,
-        "instantiate": instantiated.records,
-        "classify": classified.records,
-        "execute": ran,
-        "filter": filtered.records,
-        "dedup": deduped,
-        "describe": described.records,
-        **merge_steps,
-    }
-    steps.update(gen_steps)
-    if config.instantiate.max_per_template:
-        steps["sample"] = pairs
-    notes = notes | "AllNotes" >> beam.Flatten()
-    {"steps": steps, "dead": dead, "pairs": pairs, "notes": notes} | "Report" >> WriteReport(
+    all_notes = notes | "AllNotes" >> beam.Flatten()
+    {"steps": job.steps, "dead": dead, "pairs": pairs, "notes": all_notes} | "Report" >> WriteReport(
         paths["report"], config.report_options)
     if config.training is not None:  # from the final pairs; its samples stay outside the accounting above
         training = pairs if conversations is None else {"pairs": pairs, "conversations": conversations}
         training | "TrainingData" >> WriteTrainingData(config.training)
-    return {"pairs": pairs, "dead": dead, **{f"step_{k}": v for k, v in steps.items()}}
