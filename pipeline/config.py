@@ -231,7 +231,7 @@ def resolve(values: argparse.Namespace):
     training = training_settings(values, dialect=source or target, output=values.output,
                                  database=values.database if validate == "execute" else None)
 
-    from transforms.generation import generation_settings
+    from transforms.generation_options import generation_settings
 
     generation = generation_settings(values, database=values.database if validate == "execute" else None,
                                      dialect=source or target)

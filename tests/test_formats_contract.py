@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import transforms.formats as formats
 from transforms.formats import PARSERS, SOURCES, RawPair, ReadReject
 
-MODULES = ["_common", "chat", "csv_file", "defog", "jsonl", "parquet_file", "pg_csvlog", "sql_file"]
+MODULES = ["shared", "chat", "csv_file", "defog", "jsonl", "parquet_file", "pg_csvlog", "sql_file"]
 
 # Fragments that make random input look like each format often enough to reach deep code.
 _FRAGMENTS = st.sampled_from([

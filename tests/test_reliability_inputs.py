@@ -27,7 +27,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from tests.conftest import REPO, make_pipeline
 from transforms.formats import RawPair, ReadReject
-from transforms.formats._common import read_lines
+from transforms.formats.shared import read_lines
 from transforms.read import ReadInputs, ReadSettings, glob_regex, match_pattern, open_input, parse_file
 
 MB = 1 << 20

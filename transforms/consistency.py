@@ -19,7 +19,7 @@ unparseable), ``request_failed`` / ``invalid_reply`` (no usable answer), ``gold_
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, NamedTuple, Optional, Sequence
+from typing import Any, Iterator, Mapping, NamedTuple, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.ml.inference.base import PredictionResult, RunInference
@@ -33,11 +33,8 @@ from transforms import teachings as teaching_notes
 from transforms import trees
 from transforms.common import DEAD, count, reject
 from transforms.equivalence import has_top_level_order_by, results_match
-from transforms.generation import output_tokens
+from transforms.generation import GenerationSettings, output_tokens
 from transforms.questions import _DIALECT_NAMES
-
-if TYPE_CHECKING:
-    from transforms.generation import GenerationSettings
 
 #: Dead-letter stage of the round-trip check.
 STAGE = "consistency"

@@ -23,7 +23,7 @@ model did not write becomes a placeholder dead letter, so ``created = k × paren
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator, Mapping, NamedTuple, Optional, Sequence
+from typing import Iterator, Mapping, NamedTuple, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.ml.inference.base import PredictionResult, RunInference
@@ -35,13 +35,10 @@ from transforms import catalog as catalogs
 from transforms import teachings as teaching_notes
 from transforms import trees
 from transforms.common import DEAD, count, reject
-from transforms.generation import NOTES, output_tokens, stable_index
+from transforms.generation import NOTES, GenerationSettings, output_tokens, stable_index
 from transforms.guardrails import literal_values, lost_values, normalized_text, question_rejection
 from transforms.questions import STYLES, _DIALECT_NAMES, clean_question
 from transforms.synthesize import ExecuteWithRepairs, schema_names_or_none, tables_in
-
-if TYPE_CHECKING:
-    from transforms.generation import GenerationSettings
 
 #: Dead-letter stage of evolution (repair failures included).
 STAGE = "evolve"

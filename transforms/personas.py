@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, NamedTuple, Optional, Sequence
+from typing import Any, Iterable, Iterator, NamedTuple, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.ml.inference.base import PredictionResult, RunInference
@@ -24,10 +24,9 @@ from apache_beam.ml.inference.base import PredictionResult, RunInference
 from adapters.llm.handler import LlmModelHandler, LlmTask
 from adapters.llm.prompting import load_prompt
 from transforms import catalog as catalogs
-from transforms.questions import STYLES
-
-if TYPE_CHECKING:
-    from transforms.generation import GenerationSettings
+from transforms.generation import GenerationSettings, output_paths, output_tokens
+from transforms.questions import STYLES, _DIALECT_NAMES
+from transforms.write import WriteTextFileFn
 
 _LOGGER = logging.getLogger(__name__)
 #: Most personas per database (a prompt asking for more gets near-copies).
@@ -134,15 +133,11 @@ def personas_for(key: str, personas: Sequence[tuple[str, Persona]]) -> list[Pers
 
 def persona_request(catalog: catalogs.Catalog, count: int, settings: "GenerationSettings"):
     """The request asking for ``count`` personas of a database."""
-    from transforms.questions import _DIALECT_NAMES
-
     prompt = load_prompt("persona")
     tables = catalogs.focus(catalog, limit=settings.max_prompt_tables)
     request = prompt.request(stage="personas", count=str(count),
                              dialect=_DIALECT_NAMES.get(catalog.dialect, catalog.dialect),
                              schema=catalogs.render(tables), styles=", ".join(STYLES))
-    from transforms.generation import output_tokens
-
     return request._replace(max_output_tokens=output_tokens(settings, max(512, 160 * count)))
 
 
@@ -224,9 +219,6 @@ class MakePersonas(beam.PTransform):
         results = tasks.tasks | "AskPersonas" >> RunInference(LlmModelHandler(settings.llm))
         applied = results | "ApplyPersonas" >> beam.ParDo(_ApplyPersonasFn(count)).with_outputs("notes", main="personas")
         if settings.output:
-            from transforms.generation import output_paths
-            from transforms.write import WriteTextFileFn
-
             (applied.personas
              | "AllPersonas" >> beam.combiners.ToList()
              | "WritePersonas" >> beam.ParDo(WriteTextFileFn(output_paths(settings.output)["personas"], personas_json)))

@@ -34,7 +34,6 @@ from apache_beam.io.filesystems import FileSystems
 
 from transforms.core.record import new_record
 from transforms.common import DEAD, count, reject
-from transforms.formats import RawPair, ReadReject
 from transforms.formats.chat import parse_chat_history
 from transforms.formats.csv_file import parse_csv
 from transforms.formats.defog import parse_defog_csv
@@ -43,6 +42,7 @@ from transforms.formats.parquet_file import parse_parquet
 from transforms.formats.pg_csvlog import parse_pg_csvlog
 from transforms.formats.pg_stat_statements import frequency_of, looks_like_pg_stat_statements, parse_pg_stat_statements
 from transforms.formats.sql_file import parse_sql_file
+from transforms.formats.types import RawPair, ReadReject
 
 #: Kinds of input and the source label their records get.
 KINDS = {"sql_logs": "log", "chat_history": "chat", "seed_pairs": "seed"}

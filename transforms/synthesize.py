@@ -23,7 +23,7 @@ per-level accept rate is ``written / created``.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, NamedTuple, Optional, Sequence
+from typing import Any, Iterator, Mapping, NamedTuple, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.ml.inference.base import PredictionResult, RunInference
@@ -35,13 +35,10 @@ from transforms.core.record import Execution, Record, content_id, new_record
 from transforms import catalog as catalogs
 from transforms import teachings as teaching_notes
 from transforms.common import DEAD, count, reject
-from transforms.generation import NOTES, output_tokens, stable_index
+from transforms.generation import NOTES, GenerationSettings, output_tokens, stable_index
 from transforms.guardrails import question_rejection
 from transforms.personas import Persona, personas_for
 from transforms.questions import STYLES, _DIALECT_NAMES, clean_question
-
-if TYPE_CHECKING:
-    from transforms.generation import GenerationSettings
 
 _LOGGER = logging.getLogger(__name__)
 #: Dead-letter stage of synthesis (repair failures included).

@@ -24,7 +24,7 @@ import collections
 import json
 import logging
 import re
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, NamedTuple, Optional, Sequence
+from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Optional, Sequence
 
 import apache_beam as beam
 import sqlglot
@@ -35,9 +35,9 @@ from adapters.llm.handler import LlmModelHandler, LlmTask
 from adapters.llm.prompting import load_prompt
 from transforms import catalog as catalogs
 from transforms import table_schema
-
-if TYPE_CHECKING:
-    from transforms.generation import GenerationSettings
+from transforms.generation import GenerationSettings, output_paths, output_tokens
+from transforms.questions import _DIALECT_NAMES
+from transforms.write import WriteTextFileFn
 
 _LOGGER = logging.getLogger(__name__)
 #: Key of teachings that apply to every database.
@@ -339,8 +339,6 @@ class _TeachingsTasksFn(beam.DoFn):
                                          self.settings.schema_patterns, self.settings.schema_dialect).setup()
 
     def process(self, target: tuple[str, str], patterns: Mapping[str, list]) -> Iterator:
-        from transforms.questions import _DIALECT_NAMES
-
         key, _ = target
         try:
             catalog = self._bench.catalog(key or None)
@@ -358,8 +356,6 @@ class _TeachingsTasksFn(beam.DoFn):
         request = prompt.request(stage="teachings", dialect=_DIALECT_NAMES.get(catalog.dialect, catalog.dialect),
                                  schema=catalogs.render(catalogs.focus(catalog, limit=self.settings.max_prompt_tables)),
                                  patterns=listed)
-        from transforms.generation import output_tokens
-
         yield LlmTask((request._replace(max_output_tokens=output_tokens(self.settings, 2048)),), (key, rules))
 
 
@@ -412,9 +408,6 @@ class MakeTeachings(beam.PTransform):
         applied = results | "ApplyTeachings" >> beam.FlatMap(_apply_teachings).with_outputs("notes", main="teachings")
         teachings = (tasks.done, applied.teachings) | "AllTeachings" >> beam.Flatten()
         if settings.output:
-            from transforms.generation import output_paths
-            from transforms.write import WriteTextFileFn
-
             (teachings
              | "TeachingsList" >> beam.combiners.ToList()
              | "WriteTeachings" >> beam.ParDo(WriteTextFileFn(output_paths(settings.output)["teachings"], teachings_json)))

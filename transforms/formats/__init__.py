@@ -33,53 +33,23 @@ Conventions shared by all parsers:
 * Origins are ``"path:line"`` (1-based line where the item starts) for line- and
   CSV-based formats and ``"path#index"`` (0-based) for JSON arrays and parquet rows;
   chat parts are ``"<conversation>#<message>.<part>"``.
+
+The record types live in :mod:`transforms.formats.types` and the helpers the parsers
+share in :mod:`transforms.formats.shared`; this package only re-exports them with the
+parsers. Parser modules import those two modules, never this package, so the package
+can import the parsers without an import cycle.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
-
-
-class RawPair(NamedTuple):
-    """What a parser yields for one usable item."""
-
-    sql: str  # verbatim SQL text as in the input, stripped of surrounding whitespace only
-    question: Optional[str]
-    context: tuple[str, ...]  # preceding turns as "User: …"/"Assistant: …" strings (chat only)
-    success: bool  # False for failed tool calls / error log lines
-    db_id: Optional[str]
-    source: str  # 'log' | 'chat' | 'seed'
-    origin: str  # "path:line" or "path#index"
-    extra: dict[str, str]  # anything else worth keeping (query_category, tool, duration_ms, ...)
-
-
-class ReadReject(NamedTuple):
-    """One input item (or a whole file) that could not become a :class:`RawPair`.
-
-    ``reason`` is a short stable code, e.g. ``invalid_json``, ``not_utf8``,
-    ``nul_byte``, ``missing_field:sql``, ``wrong_type:sql``, ``empty_sql``,
-    ``csv_error``, ``wrong_field_count``, ``missing_column:sql``, ``parquet_error``,
-    ``truncated_json``, ``malformed_part``, ``malformed_message``,
-    ``tokenize_error``, ``sql_too_long`` (an item over ``--max_sql_bytes``), ``malformed_query``,
-    ``unreadable_file`` (a file that cannot be opened, a dangling link, a link loop).
-    """
-
-    origin: str
-    reason: str
-    detail: str
-
-
-#: Values allowed for ``RawPair.source``.
-SOURCES = ("log", "chat", "seed")
-
-# Imported after the record types: the modules import them from this package.
-from transforms.formats.chat import parse_chat_history  # noqa: E402
-from transforms.formats.csv_file import parse_csv  # noqa: E402
-from transforms.formats.defog import expand_alternatives, parse_defog_csv  # noqa: E402
-from transforms.formats.jsonl import parse_json_records  # noqa: E402
-from transforms.formats.parquet_file import parse_parquet  # noqa: E402
-from transforms.formats.pg_csvlog import parse_pg_csvlog  # noqa: E402
-from transforms.formats.sql_file import parse_sql_file, split_statements  # noqa: E402
+from transforms.formats.chat import parse_chat_history
+from transforms.formats.csv_file import parse_csv
+from transforms.formats.defog import expand_alternatives, parse_defog_csv
+from transforms.formats.jsonl import parse_json_records
+from transforms.formats.parquet_file import parse_parquet
+from transforms.formats.pg_csvlog import parse_pg_csvlog
+from transforms.formats.sql_file import parse_sql_file, split_statements
+from transforms.formats.types import SOURCES, RawPair, ReadReject
 
 #: Parser for each format name.
 PARSERS = {

@@ -49,9 +49,9 @@ import json
 import re
 from typing import Any, BinaryIO, Callable, Iterator, NamedTuple, Optional, Union
 
-from transforms.formats import RawPair, ReadReject
-from transforms.formats._common import excerpt, find_bad_unicode, stringify
 from transforms.formats.jsonl import JsonValue, iter_json_values, may_hold_surrogates
+from transforms.formats.shared import excerpt, find_bad_unicode, stringify
+from transforms.formats.types import RawPair, ReadReject
 
 Item = Union[RawPair, ReadReject]
 #: How much of a tool's error text is kept in ``extra["error"]``.

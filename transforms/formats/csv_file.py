@@ -15,8 +15,7 @@ from __future__ import annotations
 
 from typing import BinaryIO, Iterator, Optional, Union
 
-from transforms.formats import RawPair, ReadReject
-from transforms.formats._common import (
+from transforms.formats.shared import (
     MAX_SQL_BYTES,
     check_source,
     csv_rows,
@@ -25,6 +24,7 @@ from transforms.formats._common import (
     record_to_pair,
     too_long,
 )
+from transforms.formats.types import RawPair, ReadReject
 
 
 def parse_csv(

@@ -22,9 +22,9 @@ from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import TokenError
 from sqlglot.tokens import TokenType
 
-from transforms.formats import RawPair, ReadReject
-from transforms.formats._common import MAX_SQL_BYTES, csv_rows, excerpt, text_problem
+from transforms.formats.shared import MAX_SQL_BYTES, csv_rows, excerpt, text_problem
 from transforms.formats.sql_file import split_statements
+from transforms.formats.types import RawPair, ReadReject
 
 #: Most queries one cell may expand to (column sets grow as 2^n - 1).
 MAX_ALTERNATIVES = 4096

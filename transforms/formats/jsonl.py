@@ -19,7 +19,7 @@ Every line, array element or document is limited to ``max_bytes``
 ``sql_too_long`` reject (quoting its first bytes only) and reading goes on after it;
 it is skipped in bounded pieces, never held whole.
 
-Each object goes through :func:`transforms.formats._common.record_to_pair`.
+Each object goes through :func:`transforms.formats.shared.record_to_pair`.
 """
 
 from __future__ import annotations
@@ -29,8 +29,7 @@ import json
 import re
 from typing import Any, BinaryIO, Iterator, NamedTuple, Optional, Union
 
-from transforms.formats import RawPair, ReadReject
-from transforms.formats._common import (
+from transforms.formats.shared import (
     MAX_SQL_BYTES,
     LongLine,
     base_name,
@@ -43,6 +42,7 @@ from transforms.formats._common import (
     record_to_pair,
     too_long,
 )
+from transforms.formats.types import RawPair, ReadReject
 
 _LINE_SUFFIXES = (".jsonl", ".ndjson", ".jsonlines")
 _WHITESPACE = b" \t\r\n"

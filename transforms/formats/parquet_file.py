@@ -22,8 +22,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from transforms.formats import RawPair, ReadReject
-from transforms.formats._common import MAX_SQL_BYTES, check_source, excerpt, read_all, record_to_pair, too_long
+from transforms.formats.shared import MAX_SQL_BYTES, check_source, excerpt, read_all, record_to_pair, too_long
+from transforms.formats.types import RawPair, ReadReject
 
 #: Rows per batch read from the file.
 BATCH_ROWS = 1024

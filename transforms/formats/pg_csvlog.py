@@ -28,8 +28,8 @@ import collections
 import re
 from typing import BinaryIO, Iterator, Optional, Union
 
-from transforms.formats import RawPair, ReadReject
-from transforms.formats._common import MAX_SQL_BYTES, csv_rows, excerpt, over_bytes, text_problem, too_long
+from transforms.formats.shared import MAX_SQL_BYTES, csv_rows, excerpt, over_bytes, text_problem, too_long
+from transforms.formats.types import RawPair, ReadReject
 
 #: The csvlog columns of PostgreSQL 15, in order.
 CSVLOG_COLUMNS = (

@@ -31,9 +31,9 @@ import io
 import json
 from typing import Any, BinaryIO, Iterator, Mapping, Optional, Union
 
-from transforms.formats import RawPair, ReadReject
-from transforms.formats._common import MAX_SQL_BYTES, csv_rows, excerpt, has_bad_unicode, stringify, text_problem
 from transforms.formats.jsonl import iter_json_values
+from transforms.formats.shared import MAX_SQL_BYTES, csv_rows, excerpt, has_bad_unicode, stringify, text_problem
+from transforms.formats.types import RawPair, ReadReject
 
 #: Columns copied into ``extra`` (under these names) when present.
 KEPT_COLUMNS = {"queryid": "queryid", "total_exec_time": "total_exec_time_ms", "total_time": "total_exec_time_ms",

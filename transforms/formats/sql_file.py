@@ -40,8 +40,8 @@ from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import TokenError
 from sqlglot.tokens import TokenType
 
-from transforms.formats import RawPair, ReadReject
-from transforms.formats._common import MAX_SQL_BYTES, TOO_LONG, excerpt, has_bad_unicode, over_bytes
+from transforms.formats.shared import MAX_SQL_BYTES, TOO_LONG, excerpt, has_bad_unicode, over_bytes
+from transforms.formats.types import RawPair, ReadReject
 
 #: Bytes read from the stream at a time.
 READ_BYTES = 1 << 20

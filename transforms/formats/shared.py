@@ -16,7 +16,7 @@ import json
 import re
 from typing import Any, BinaryIO, Iterator, Mapping, NamedTuple, Optional, Union
 
-from transforms.formats import SOURCES, RawPair, ReadReject
+from transforms.formats.types import SOURCES, RawPair, ReadReject
 
 #: Lone surrogates: what ``surrogateescape`` decoding makes of bytes that are not UTF-8
 #: (and what a JSON ``"\ud800"`` escape decodes to). Neither can be written as UTF-8.
