@@ -150,7 +150,22 @@ def _check_dialect(name: str, value: Optional[str]) -> Optional[str]:
 
 
 def resolve(values: argparse.Namespace):
-    """Validate the options and build the graph's ``JobConfig``; raises ``UserError``."""
+    """Validate the options and build the graph's ``JobConfig``; raises ``UserError``.
+
+    The database adapters raise their own ``BadDatabaseSetting`` for a ``--database``
+    that cannot be used (they import nothing from ``transforms``); here it becomes the
+    ``UserError`` the command line reports as one line, with the adapter's message.
+    """
+    from adapters.db import BadDatabaseSetting
+
+    try:
+        return _resolve(values)
+    except BadDatabaseSetting as error:
+        raise UserError(str(error)) from None
+
+
+def _resolve(values: argparse.Namespace):
+    """``resolve`` without the translation of the adapters' errors."""
     from adapters.db import DatabaseMap, DatabaseUnavailable, open_executor
     from pipeline.graph import JobConfig
     from transforms.filter import FilterSettings, load_predicate, parse_tables

@@ -9,6 +9,7 @@ from llm_fake_server import Action, FakeLlmServer
 
 from adapters.llm import LlmError, LlmRequest, LlmSettings, open_backend
 from adapters.llm.prompting import load_prompt
+from transforms.question_backend_rules import RulesBackend
 
 SCHEMA = {"type": "object", "properties": {"question": {"type": "string"}}, "required": ["question"],
           "additionalProperties": False}
@@ -107,14 +108,14 @@ def test_rules_backend_answers_question_prompts_from_the_sql_alone():
     request = load_prompt("question").request(
         stage="questions", inputs={"sql": "SELECT name FROM artist", "dialect": "sqlite"},
         dialect="SQLite", schema="", sql="SELECT name FROM artist", style="", persona="")
-    reply = open_backend(LlmSettings(backend="rules")).complete(request)
+    reply = RulesBackend(LlmSettings(backend="rules")).complete(request)
     assert json.loads(reply.text) == {"question": "List the name of every artist."}
     assert (reply.prompt_tokens, reply.completion_tokens) == (0, 0)
 
 
 def test_rules_backend_refuses_prompts_it_cannot_answer():
     with pytest.raises(LlmError, match="cannot answer"):
-        open_backend(LlmSettings(backend="rules")).complete(LlmRequest(prompt="x", schema_name="segment"))
+        RulesBackend(LlmSettings(backend="rules")).complete(LlmRequest(prompt="x", schema_name="segment"))
 
 
 def test_a_server_that_rejects_json_schema_gets_json_object_with_the_schema_from_then_on():

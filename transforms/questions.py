@@ -41,6 +41,7 @@ from adapters.llm.prompting import load_prompt
 from transforms.core.record import Record
 from transforms import table_schema
 from transforms.common import DEAD, count, reject
+from transforms.question_backend_rules import RulesBackend
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -399,7 +400,9 @@ class WriteQuestions(beam.PTransform):
         settings = self.settings
         routed = records | "NeedsModel" >> beam.Map(_route, settings).with_outputs("ask", main="keep")
         tasks = routed.ask | "BuildPrompts" >> beam.ParDo(_BuildTasksFn(settings)).with_outputs(DEAD, main="tasks")
-        handler = LlmModelHandler(settings.llm, requests_per_task=settings.per_sql)
+        # The rules writer answers behind the model contract but is no adapter: built here, by class.
+        factory = RulesBackend if settings.llm.backend == "rules" else None
+        handler = LlmModelHandler(settings.llm, requests_per_task=settings.per_sql, backend_factory=factory)
         results = tasks.tasks | "CallModel" >> RunInference(handler)
         applied = results | "ApplyReplies" >> beam.ParDo(_ApplyRepliesFn(settings)).with_outputs(DEAD, main="records")
         out = (routed.keep, applied.records) | "AllRecords" >> beam.Flatten()

@@ -12,14 +12,14 @@ import re
 from typing import Any, NamedTuple, Optional
 from urllib.parse import quote, urlsplit
 
-from adapters.db.base import DatabaseUnavailable, Executor, UserError, display_url, redact
+from adapters.db.base import BadDatabaseSetting, DatabaseUnavailable, Executor, display_url, redact
 
 __all__ = [
+    "BadDatabaseSetting",
     "DatabaseMap",
     "DatabaseUnavailable",
     "Executor",
     "InvalidDbId",
-    "UserError",
     "dialect_for_url",
     "display_url",
     "open_executor",
@@ -63,7 +63,7 @@ def check_db_id(db_id: str) -> str:
 
 
 def check_url(url: str) -> str:
-    """``url``, or a ``UserError`` that shows no part of its user information when a parser could choke on it.
+    """``url``, or ``BadDatabaseSetting`` (showing no part of its user information) when a parser could choke on it.
 
     libpq and drivers quote the token they cannot parse: a password with ``%zz`` or a
     raw ``@`` would reach the message (and stderr) whole or in part. So those are
@@ -75,7 +75,7 @@ def check_url(url: str) -> str:
     >>> check_url("postgresql://bob:p@ss@db/x")
     Traceback (most recent call last):
     ...
-    transforms.core.errors.UserError: database URL 'postgresql://***@db/x' has a raw '@' or '%' in its user name or password: percent-encode it (@ is %40, % is %25)
+    adapters.db.base.BadDatabaseSetting: database URL 'postgresql://***@db/x' has a raw '@' or '%' in its user name or password: percent-encode it (@ is %40, % is %25)
     """
     head, sep, rest = url.partition("://")
     if not sep:
@@ -84,7 +84,7 @@ def check_url(url: str) -> str:
     userinfo, at, _ = netloc.rpartition("@")
     if at and ("@" in userinfo or _BAD_PERCENT.search(userinfo)):
         masked = f"{head}://***@{rest[len(userinfo) + 1:]}"
-        raise UserError(f"database URL {masked!r} has a raw '@' or '%' in its user name or password: "
+        raise BadDatabaseSetting(f"database URL {masked!r} has a raw '@' or '%' in its user name or password: "
                         "percent-encode it (@ is %40, % is %25)")
     return url
 
@@ -94,7 +94,7 @@ def _scheme(url: str) -> str:
     scheme = urlsplit(url).scheme.lower().split("+", 1)[0]
     if scheme not in _BACKENDS:
         known = ", ".join(sorted(_BACKENDS))
-        raise UserError(f"unsupported database URL {display_url(url)!r}: scheme must be one of {known}")
+        raise BadDatabaseSetting(f"unsupported database URL {display_url(url)!r}: scheme must be one of {known}")
     return scheme
 
 
@@ -109,7 +109,7 @@ def open_executor(url: str, **kwargs: Any) -> Executor:
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
-        raise UserError(f"{_scheme(url)} databases are not supported by this installation: {error}") from error
+        raise BadDatabaseSetting(f"{_scheme(url)} databases are not supported by this installation: {error}") from error
     return getattr(module, class_name)(url, **kwargs)
 
 
@@ -141,7 +141,7 @@ class DatabaseMap(NamedTuple):
     def parse(cls, spec: str) -> "DatabaseMap":
         spec = spec.strip()
         if not spec:
-            raise UserError("--database is empty")
+            raise BadDatabaseSetting("--database is empty")
         if "{db_id}" in spec:
             _scheme(spec)
             return cls(template=spec)
@@ -151,7 +151,7 @@ class DatabaseMap(NamedTuple):
             for item in spec.split(","):
                 db_id, sep, url = item.partition("=")
                 if not sep or not db_id.strip() or not url.strip():
-                    raise UserError(f"--database entry {redact(item)!r} is not db_id=URL")
+                    raise BadDatabaseSetting(f"--database entry {redact(item)!r} is not db_id=URL")
                 _scheme(url.strip())
                 pairs.append((db_id.strip(), url.strip()))
             return cls(by_id=tuple(sorted(pairs)))
@@ -182,9 +182,9 @@ class DatabaseMap(NamedTuple):
 
 
 def password_from_env(name: Optional[str]) -> Optional[str]:
-    """The password held in environment variable ``name`` (a user error if it is unset)."""
+    """The password held in environment variable ``name`` (``BadDatabaseSetting`` if it is unset)."""
     if not name:
         return None
     if name not in os.environ:
-        raise UserError(f"--database_password_env names {name}, but that environment variable is not set")
+        raise BadDatabaseSetting(f"--database_password_env names {name}, but that environment variable is not set")
     return os.environ[name]

@@ -17,9 +17,7 @@ import time
 from typing import Any, Optional, Sequence, Union
 from urllib.parse import urlsplit, urlunsplit
 
-from transforms.core.errors import UserError
-from transforms.core.record import Execution
-from transforms.equivalence import result_hash
+from adapters.db.results import Execution, result_hash
 
 
 #: ``--max_result_bytes``' default: result rows kept per query, measured by ``row_bytes``.
@@ -48,6 +46,16 @@ def row_bytes(row: Sequence[Any]) -> int:
 
 class DatabaseUnavailable(Exception):
     """The database could not be reached (at start, or after bounded reconnects)."""
+
+
+class BadDatabaseSetting(ValueError):
+    """A ``--database`` URL or spec that cannot be used as given: the user must change it.
+
+    Raised before anything connects (a malformed or unsupported URL, an unset password
+    variable, a driver this installation lacks); its message is one line without the
+    password. Adapters raise their own exceptions: ``pipeline.config`` reports this one as
+    a ``UserError``.
+    """
 
 
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)\S*@")  # to the last @: a raw @ in a password hides nothing

@@ -6,7 +6,7 @@ import threading
 from typing import Any, Sequence
 from urllib.parse import urlsplit
 
-from adapters.db.base import DatabaseUnavailable, Executor, UserError, fetch_capped
+from adapters.db.base import BadDatabaseSetting, DatabaseUnavailable, Executor, fetch_capped
 
 
 class _Deadline(Exception):
@@ -30,7 +30,7 @@ class DuckDbExecutor(Executor):
         path = urlsplit(url).path
         self.path = path[1:] if path.startswith("/") else path
         if not self.path:
-            raise UserError(f"no file path in database URL {url!r} (expected duckdb:///path/to/file.duckdb)")
+            raise BadDatabaseSetting(f"no file path in database URL {url!r} (expected duckdb:///path/to/file.duckdb)")
         self._connection = None
         self._local = threading.local()
         self._lock = threading.Lock()

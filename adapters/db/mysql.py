@@ -62,7 +62,7 @@ import threading
 from typing import Any, Optional, Sequence
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from adapters.db.base import DatabaseUnavailable, Executor, UserError, display_url, fetch_capped, redact
+from adapters.db.base import BadDatabaseSetting, DatabaseUnavailable, Executor, display_url, fetch_capped, redact
 from adapters.db.retry import BudgetTimeout, ConnectionBudget, ConnectionLost, Reconnector, one_line
 
 #: Seconds to wait for a new connection at most (TCP connect, handshake, session setup).
@@ -274,12 +274,13 @@ class MySqlExecutor(Executor):
         parts = urlsplit(url)
         database = unquote(parts.path.lstrip("/"))
         if not database:
-            raise UserError(f"no database name in {self._display!r} (expected mysql://user@host:port/database)")
+            raise BadDatabaseSetting(
+                f"no database name in {self._display!r} (expected mysql://user@host:port/database)")
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         try:
             port = parts.port or 3306
         except ValueError:
-            raise UserError(f"bad port in database URL {self._display!r}") from None
+            raise BadDatabaseSetting(f"bad port in database URL {self._display!r}") from None
         params: dict[str, Any] = {
             "host": parts.hostname or "localhost",
             "port": port,

@@ -26,7 +26,7 @@ import time
 from typing import Any, Callable, Optional, Sequence
 from urllib.parse import quote, urlsplit
 
-from adapters.db.base import DatabaseUnavailable, Executor, UserError, fetch_capped
+from adapters.db.base import BadDatabaseSetting, DatabaseUnavailable, Executor, fetch_capped
 
 
 #: The smallest length limit, whatever ``max_result_bytes``: ordinary values must still be readable.
@@ -142,7 +142,7 @@ def sqlite_path(url: str) -> str:
     if path.startswith("/"):
         path = path[1:]  # sqlite:///x.db -> x.db ; sqlite:////abs/x.db -> /abs/x.db
     if not path:
-        raise UserError(f"no file path in database URL {url!r} (expected sqlite:///path/to/file.db)")
+        raise BadDatabaseSetting(f"no file path in database URL {url!r} (expected sqlite:///path/to/file.db)")
     return path
 
 

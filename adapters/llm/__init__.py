@@ -1,4 +1,4 @@
-"""Language models behind one small contract, chosen by name: ``gemini``, ``openai``, ``rules``.
+"""Language models behind one small contract, chosen by name: ``gemini``, ``openai``.
 
 The shape follows Beam's ``ModelHandler``: a backend is one small class that turns one
 :class:`LlmRequest` into one :class:`LlmReply` (``complete``) and raises :class:`LlmError`
@@ -10,6 +10,11 @@ never re-implements it and a transform never knows which backend it talks to.
 Settings travel with the pipeline as an :class:`LlmSettings` (plain values only); the
 backend itself, its HTTP client and any API key are built on the worker
 (``open_backend``), so no secret is ever pickled into the job graph.
+
+``--llm rules`` (the default) names no service: its offline question writer answers
+through the same contract but lives in ``transforms.question_backend_rules`` (it is the
+question rules, and adapters import nothing from ``transforms``); the question stage
+passes it to the handler itself, so ``open_backend`` does not build it.
 """
 
 from __future__ import annotations
@@ -21,7 +26,6 @@ from typing import Any, Mapping, NamedTuple, Optional
 
 #: backend name -> (module, class). Modules are imported on first use only.
 BACKENDS: dict[str, tuple[str, str]] = {
-    "rules": ("adapters.llm.rules", "RulesBackend"),
     "gemini": ("adapters.llm.gemini", "GeminiBackend"),
     "openai": ("adapters.llm.openai_compat", "OpenAiBackend"),
 }
@@ -208,6 +212,9 @@ def open_backend(settings: LlmSettings) -> LlmBackend:
     try:
         module_name, class_name = BACKENDS[settings.backend]
     except KeyError:
+        if settings.backend == "rules":
+            raise ValueError("the rules writer is not a model service: pass "
+                             "transforms.question_backend_rules.RulesBackend as the backend factory") from None
         raise ValueError(f"unknown LLM backend {settings.backend!r}; expected one of {', '.join(BACKENDS)}") from None
     module = importlib.import_module(module_name)
     return getattr(module, class_name)(settings)

@@ -17,29 +17,14 @@ from typing import Any, Mapping, NamedTuple, Optional, Sequence
 
 from apache_beam import coders
 
+from adapters.db.results import Execution  # what an executor returns; a record carries it as is
+
 #: Execution statuses, in the order the report lists them.
 EXECUTION_STATUSES = ("ok", "error", "timeout", "refused", "skipped")
 #: Where a record came from.
 SOURCES = ("log", "chat", "seed", "schema", "evolved", "sample")
 #: Who wrote the question.
 QUESTION_SOURCES = ("given", "rules", "llm")
-
-
-class Execution(NamedTuple):
-    """What running the normalized SQL against its database gave.
-
-    ``result_hash`` is a canonical multiset hash of the (capped) rows, or an ordered
-    hash when the query has a top-level ORDER BY, so equal results hash equally
-    across databases and drivers.
-    """
-
-    status: str
-    row_count: Optional[int] = None
-    columns: Sequence[str] = ()
-    result_hash: Optional[str] = None
-    error: Optional[str] = None
-    elapsed_ms: Optional[float] = None
-    truncated: bool = False
 
 
 class Parameter(NamedTuple):

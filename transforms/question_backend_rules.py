@@ -5,6 +5,12 @@ It reads no prose: it takes the request's ``inputs['sql']`` (normalized SQL) and
 and answers in the same JSON shape a model would (``{"question": ...}``), so the
 question stage, the cache and the tests treat it exactly like a model. It costs no
 tokens and answers only prompts whose reply schema it knows.
+
+It lives with the transforms, not in ``adapters/llm``: it calls no service, it is the
+question rules behind the model contract, and adapters import nothing from ``transforms``.
+So ``adapters.llm.open_backend`` does not know the name ``rules``: the question stage
+(``transforms.questions.WriteQuestions``) hands this class to its ``LlmModelHandler`` as the
+backend factory when ``settings.llm.backend`` is ``"rules"``.
 """
 
 from __future__ import annotations
