@@ -27,6 +27,7 @@ from apache_beam.ml.inference.base import PredictionResult, RunInference
 from adapters.db import DatabaseUnavailable, redact
 from adapters.llm.handler import LlmModelHandler, LlmOutcome, LlmTask
 from adapters.llm.prompting import load_prompt
+from transforms.core.vocab import dialect_name
 from transforms.core.record import Record
 from transforms import catalog as catalogs
 from transforms import teachings as teaching_notes
@@ -34,7 +35,7 @@ from transforms import trees
 from transforms.common import DEAD, count, reject
 from transforms.equivalence import has_top_level_order_by, results_match
 from transforms.generation import GenerationSettings, output_tokens
-from transforms.questions import _DIALECT_NAMES
+
 
 #: Dead-letter stage of the round-trip check.
 STAGE = "consistency"
@@ -108,7 +109,7 @@ class _ConsistencyTasksFn(beam.DoFn):
         tables = catalogs.focus(catalog, record.tables, limit=self.settings.max_prompt_tables)
         notes = teaching_notes.teachings_for(catalogs.db_key(record.db_id), teachings)
         request = load_prompt("consistency").request(
-            stage="consistency", dialect=_DIALECT_NAMES.get(record.dialect or "", record.dialect or "SQL"),
+            stage="consistency", dialect=dialect_name(record.dialect),
             schema=catalogs.render(tables), teachings=teaching_notes.render(notes, tables), question=record.question)
         yield LlmTask((request._replace(max_output_tokens=output_tokens(self.settings, 1024), temperature=0.0),), record)
 

@@ -30,6 +30,7 @@ from apache_beam.ml.inference.base import PredictionResult, RunInference
 
 from adapters.llm.handler import LlmModelHandler, LlmOutcome, LlmTask
 from adapters.llm.prompting import load_prompt
+from transforms.core.vocab import dialect_name
 from transforms.core.record import Record, content_id, new_record
 from transforms import catalog as catalogs
 from transforms import teachings as teaching_notes
@@ -37,7 +38,7 @@ from transforms import trees
 from transforms.common import DEAD, count, reject
 from transforms.generation import NOTES, GenerationSettings, output_tokens, stable_index
 from transforms.guardrails import literal_values, lost_values, normalized_text, question_rejection
-from transforms.questions import STYLES, _DIALECT_NAMES, clean_question
+from transforms.questions import STYLES, clean_question
 from transforms.synthesize import ExecuteWithRepairs, schema_names_or_none, tables_in
 
 #: Dead-letter stage of evolution (repair failures included).
@@ -132,7 +133,7 @@ class _EvolveFnBase(beam.DoFn):
         tables = catalogs.focus(catalog, record.tables or tables_in(record.sql, record.dialect),
                                 limit=self.settings.max_prompt_tables)
         notes = teaching_notes.teachings_for(catalogs.db_key(record.db_id), teachings)
-        return {"dialect": _DIALECT_NAMES.get(record.dialect or "", record.dialect or "SQL"),
+        return {"dialect": dialect_name(record.dialect),
                 "schema": catalogs.render(tables), "teachings": teaching_notes.render(notes, tables)}
 
 

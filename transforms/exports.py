@@ -55,6 +55,7 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from transforms.core.vocab import dialect_name
 from transforms.core.record import Record, record_to_dict
 from transforms import table_schema
 from transforms.write import SPILL_CHARS, ExternalSorter, created_atomically, shard_name
@@ -105,11 +106,6 @@ CURRICULUM_TARGETS: Mapping[str, float] = {
     "set_op": 0.03,
 }
 
-DIALECT_NAMES = {
-    "postgres": "PostgreSQL", "mysql": "MySQL", "sqlite": "SQLite", "duckdb": "DuckDB", "tsql": "SQL Server",
-    "bigquery": "BigQuery", "snowflake": "Snowflake", "oracle": "Oracle", "redshift": "Redshift",
-    "trino": "Trino", "spark": "Spark SQL", "clickhouse": "ClickHouse",
-}
 
 
 def curriculum_targets() -> Mapping[str, float]:
@@ -207,11 +203,6 @@ def render_schema(tables: Sequence[table_schema.Table], sample_rows: int = 0) ->
     if not tables:
         return "-- (schema not available)"
     return "\n\n".join(render_ddl(table, sample_rows) for table in tables)
-
-
-def dialect_name(dialect: Optional[str]) -> str:
-    """``postgres`` → ``PostgreSQL``; unknown names as given, none as ``SQL``."""
-    return DIALECT_NAMES.get(dialect or "", dialect or "SQL")
 
 
 def _context_text(context: Sequence[str]) -> str:

@@ -24,8 +24,9 @@ from apache_beam.ml.inference.base import PredictionResult, RunInference
 from adapters.llm.handler import LlmModelHandler, LlmTask
 from adapters.llm.prompting import load_prompt
 from transforms import catalog as catalogs
+from transforms.core.vocab import DIALECT_NAMES
 from transforms.generation import GenerationSettings, output_paths, output_tokens
-from transforms.questions import STYLES, _DIALECT_NAMES
+from transforms.questions import STYLES
 from transforms.write import WriteTextFileFn
 
 _LOGGER = logging.getLogger(__name__)
@@ -136,7 +137,7 @@ def persona_request(catalog: catalogs.Catalog, count: int, settings: "Generation
     prompt = load_prompt("persona")
     tables = catalogs.focus(catalog, limit=settings.max_prompt_tables)
     request = prompt.request(stage="personas", count=str(count),
-                             dialect=_DIALECT_NAMES.get(catalog.dialect, catalog.dialect),
+                             dialect=DIALECT_NAMES.get(catalog.dialect, catalog.dialect),
                              schema=catalogs.render(tables), styles=", ".join(STYLES))
     return request._replace(max_output_tokens=output_tokens(settings, max(512, 160 * count)))
 

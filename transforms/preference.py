@@ -53,7 +53,8 @@ from transforms.core.record import Record, content_id
 from transforms import trees
 from transforms.common import count
 from transforms.equivalence import has_top_level_order_by, results_match
-from transforms.exports import SchemaLookup, SchemaSource, dialect_name, normalize_whitespace, training_prompt
+from transforms.core.vocab import dialect_name
+from transforms.exports import SchemaLookup, SchemaSource, normalize_whitespace, training_prompt
 from transforms.normalize import SqlRejected, normalize_sql
 
 _LOGGER = logging.getLogger(__name__)

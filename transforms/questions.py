@@ -38,6 +38,7 @@ from apache_beam.ml.inference.base import PredictionResult, RunInference
 from adapters.llm import LlmSettings
 from adapters.llm.handler import LlmModelHandler, LlmOutcome, LlmTask
 from adapters.llm.prompting import load_prompt
+from transforms.core.vocab import dialect_name
 from transforms.core.record import Record
 from transforms import table_schema
 from transforms.common import DEAD, count, reject
@@ -68,11 +69,6 @@ STYLES: dict[str, str] = {
 MAX_QUESTION_CHARS = 1000
 #: Order in which candidate failure reasons win when several are equally common.
 _REASON_PRIORITY = ("request_failed", "invalid_reply", "question_contains_sql", "empty_question", "question_too_long")
-_DIALECT_NAMES = {
-    "postgres": "PostgreSQL", "mysql": "MySQL", "sqlite": "SQLite", "duckdb": "DuckDB", "tsql": "SQL Server",
-    "bigquery": "BigQuery", "snowflake": "Snowflake", "oracle": "Oracle", "redshift": "Redshift",
-    "trino": "Trino", "spark": "Spark SQL", "clickhouse": "ClickHouse",
-}
 
 
 class QuestionSettings(NamedTuple):
@@ -233,7 +229,7 @@ def question_task(record: Record, tables: Sequence[table_schema.Table], settings
     sql = record.normalized_sql or record.sql
     style = pick_style(record.id, settings.styles)
     values = dict(
-        dialect=_DIALECT_NAMES.get(record.dialect or "", record.dialect or "SQL"),
+        dialect=dialect_name(record.dialect),
         schema=table_schema.render_tables(tables),
         sql=sql,
         style=_style_line(style),

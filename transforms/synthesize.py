@@ -31,6 +31,7 @@ from apache_beam.ml.inference.base import PredictionResult, RunInference
 from adapters.db import DatabaseUnavailable, redact
 from adapters.llm.handler import LlmModelHandler, LlmOutcome, LlmTask
 from adapters.llm.prompting import load_prompt
+from transforms.core.vocab import DIALECT_NAMES, dialect_name
 from transforms.core.record import Execution, Record, content_id, new_record
 from transforms import catalog as catalogs
 from transforms import teachings as teaching_notes
@@ -38,7 +39,7 @@ from transforms.common import DEAD, count, reject
 from transforms.generation import NOTES, GenerationSettings, output_tokens, stable_index
 from transforms.guardrails import question_rejection
 from transforms.personas import Persona, personas_for
-from transforms.questions import STYLES, _DIALECT_NAMES, clean_question
+from transforms.questions import STYLES, clean_question
 
 _LOGGER = logging.getLogger(__name__)
 #: Dead-letter stage of synthesis (repair failures included).
@@ -125,7 +126,7 @@ def synth_request(slot: Slot, tables: Sequence[Any], teachings: Optional[teachin
     request = prompt.request(
         stage="synthesize",
         count=str(slot.count),
-        dialect=_DIALECT_NAMES.get(slot.dialect, slot.dialect),
+        dialect=DIALECT_NAMES.get(slot.dialect, slot.dialect),
         schema=catalogs.render(tables),
         teachings=teaching_notes.render(teachings, tables),
         level=slot.level,
@@ -313,7 +314,7 @@ class _RepairTasksFn(beam.DoFn):
         tables = catalogs.focus(catalog, tables_in(record.sql, record.dialect), limit=self.settings.max_prompt_tables)
         request = load_prompt("synth_repair").request(
             stage=f"{self.stage}_repair",
-            dialect=_DIALECT_NAMES.get(record.dialect or "", record.dialect or "SQL"),
+            dialect=dialect_name(record.dialect),
             schema=catalogs.render(tables), question=record.question or "", sql=record.sql, error=error[:1000])
         yield LlmTask((request._replace(max_output_tokens=output_tokens(self.settings, 1024)),), (record, error))
 

@@ -35,8 +35,9 @@ from adapters.llm.handler import LlmModelHandler, LlmTask
 from adapters.llm.prompting import load_prompt
 from transforms import catalog as catalogs
 from transforms import table_schema
+from transforms.core.vocab import DIALECT_NAMES
 from transforms.generation import GenerationSettings, output_paths, output_tokens
-from transforms.questions import _DIALECT_NAMES
+
 from transforms.write import WriteTextFileFn
 
 _LOGGER = logging.getLogger(__name__)
@@ -353,7 +354,7 @@ class _TeachingsTasksFn(beam.DoFn):
             return
         prompt = load_prompt("synth_teachings")
         listed = "\n".join(f"- {p} ({c} queries)" for p, c in mined) or "(no logged queries)"
-        request = prompt.request(stage="teachings", dialect=_DIALECT_NAMES.get(catalog.dialect, catalog.dialect),
+        request = prompt.request(stage="teachings", dialect=DIALECT_NAMES.get(catalog.dialect, catalog.dialect),
                                  schema=catalogs.render(catalogs.focus(catalog, limit=self.settings.max_prompt_tables)),
                                  patterns=listed)
         yield LlmTask((request._replace(max_output_tokens=output_tokens(self.settings, 2048)),), (key, rules))
