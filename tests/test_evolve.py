@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import collections
+import json
+import os
 import sqlite3
+import subprocess
+import sys
 
 import apache_beam as beam
 import pytest
@@ -59,13 +63,41 @@ def test_techniques_are_parsed_and_unknown_ones_named():
         parse_techniques("add-filter,add-magic")
 
 
+#: Pinned choices: they decide which pairs a run writes, so a change here changes every evolved output.
+PINNED_DEPTH = {"p1": ["add-reasoning", "hypothetical"], "p2": ["add-join", "add-reasoning"]}
+PINNED_BREADTH = {"p1": ["conversational", "formal"], "p2": ["conversational", "formal"]}
+SPREAD_IDS = [f"p{i}" for i in range(300)]
+
+
+def _choices(ids) -> dict[str, list]:
+    techniques = tuple(DEPTH_TECHNIQUES)
+    return {"depth": [depth_techniques_for(i, techniques, 2) for i in ids],
+            "breadth": [breadth_styles_for(i, 2) for i in ids]}
+
+
 def test_a_pairs_techniques_and_styles_are_spread_and_stable():
     techniques = tuple(DEPTH_TECHNIQUES)
-    assert depth_techniques_for("p1", techniques, 3) == depth_techniques_for("p1", techniques, 3)
+    assert {i: depth_techniques_for(i, techniques, 2) for i in PINNED_DEPTH} == PINNED_DEPTH
+    assert {i: breadth_styles_for(i, 2) for i in PINNED_BREADTH} == PINNED_BREADTH
     assert len(set(depth_techniques_for("p1", techniques, 7))) == 7
     assert len(set(breadth_styles_for("p1", 9))) == 9 and set(breadth_styles_for("p1", 9)) == set(STYLES)
-    starts = {breadth_styles_for(f"p{i}", 1)[0] for i in range(50)}
-    assert len(starts) > 4  # different pairs start at different styles
+    # spread: over many pairs every technique and every style is some pair's first, none is rare
+    for firsts, names in (([depth_techniques_for(i, techniques, 1)[0] for i in SPREAD_IDS], techniques),
+                          ([breadth_styles_for(i, 1)[0] for i in SPREAD_IDS], tuple(STYLES))):
+        counts = collections.Counter(firsts)
+        assert set(counts) == set(names)
+        assert min(counts.values()) >= len(SPREAD_IDS) / len(names) / 3, counts
+
+
+@pytest.mark.parametrize("hash_seed", ["1", "2"])
+def test_a_pairs_choices_are_the_same_in_another_process(hash_seed):
+    """Workers are separate processes: a choice built on ``hash()`` (salted per process) would differ."""
+    code = ("import json, sys; sys.path.insert(0, 'tests'); from test_evolve import _choices, SPREAD_IDS; "
+            "print(json.dumps(_choices(SPREAD_IDS)))")
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert json.loads(done.stdout.splitlines()[-1]) == _choices(SPREAD_IDS)
 
 
 def test_a_paraphrase_may_not_drop_a_value_the_question_names():
