@@ -193,10 +193,30 @@ def test_chosen_answers_cycle_through_the_positives_gold_first(labelled):
 
 def test_chosen_and_rejected_are_both_whitespace_normalized(labelled):
     questions, _ = labelled
-    for text in ORDER:
-        for row in build_pairs(questions[text], PairKnobs(neg_limit=0, keep_gold=True, dedup=False)):
-            for answer in (row["chosen"], row["rejected"]):
-                assert answer == " ".join(answer.split()), answer
+    rows = [row for text in ORDER
+            for row in build_pairs(questions[text], PairKnobs(neg_limit=0, keep_gold=True, dedup=False))]
+    assert len(rows) == 8  # artists 3, AC/DC 2, tracks 3 (the gold kept), genres 0: there is something to check
+    for row in rows:
+        for answer in (row["chosen"], row["rejected"]):
+            assert answer == " ".join(answer.split()), answer
+
+
+def test_a_gold_and_samples_laid_out_over_lines_give_single_spaced_pairs():
+    """The canned SQL above is single-spaced already; here the layout is messy where it can be: the gold
+    (kept as it was written), a parsed sample, and an unparseable one (never through the SQL printer)."""
+    def sample(index, sql, label=None):
+        parsed = parse_sample(index, LlmOutcome(value={"sql": sql}), "sqlite")
+        return parsed._replace(label=label) if label else parsed
+
+    samples = (sample(0, "SELECT COUNT(*)\n\tFROM artist", "correct"),
+               sample(1, "SELECT  COUNT(*)  FROM\n album", "wrong_result"),
+               sample(2, "DELETE\n   FROM  Track"))
+    assert samples[2].label == "unparseable"
+    question = QuestionSamples("r", "db", "Q?", "easy", (), "PROMPT", "SELECT COUNT(*)\n  FROM   Artist", samples)
+    rows = build_pairs(question, PairKnobs(neg_limit=0, keep_gold=True, dedup=False))
+    assert [(r["chosen"], r["rejected"]) for r in rows] == [
+        ("SELECT COUNT(*) FROM Artist", "SELECT COUNT(*) FROM album"),
+        ("SELECT COUNT(*) FROM artist", "DELETE FROM Track")]
 
 
 # --- the pure rules, on hand-made samples -----------------------------------------------------
