@@ -135,7 +135,6 @@ def test_the_graph_building_function_reads_like_the_diagram():
     assert build.end_lineno - build.lineno + 1 <= MAX_BUILD_LINES
 
 
-@pytest.mark.xfail(strict=True, reason="transforms/question_rules.py (2,677 lines) is not split yet: issue 17")
 def test_no_module_is_over_900_lines():
     long = {str(path.relative_to(REPO)): sum(1 for _ in path.open(encoding="utf-8"))
             for path in _modules().values()}
