@@ -243,26 +243,9 @@ class CannedModel:
 # Test plumbing shared by the synthesis, evolution and consistency tests
 # ---------------------------------------------------------------------------------------------
 
-_COLLECTED: dict[str, list] = {}  # FnApiRunner runs DoFns in this process
-
-
-def _keep(name: str, value) -> None:
-    _COLLECTED.setdefault(name, []).append(value)
-
-
-def collect(pipeline, **pcolls) -> dict[str, list]:
-    """Run ``pipeline`` and return what each named PCollection held."""
-    import apache_beam as beam
-
-    for name in pcolls:
-        _COLLECTED[name] = []
-    for name, pcoll in pcolls.items():
-        pcoll | f"Collect_{name}" >> beam.Map(lambda value, n=name: _keep(n, value))
-    result = pipeline.run()
-    result.wait_until_finish()
-    found = {name: list(_COLLECTED.get(name, [])) for name in pcolls}
-    found["_result"] = result
-    return found
+# collect(pipeline, **pcolls): run and read back what each PCollection held, through files (not a
+# module-level list, which only fills when the runner runs DoFns in this process)
+from beam_collect import collect  # noqa: E402,F401 - re-exported for the synthesis, evolution, consistency tests
 
 
 def chinook_settings(server_url: str, **overrides):
