@@ -21,6 +21,7 @@ import urllib.request
 import apache_beam as beam
 import pytest
 from apache_beam.metrics.metric import MetricsFilter
+from beam_collect import collect
 from conftest import IN_CI, REPO, make_pipeline
 
 from adapters.llm import LlmSettings
@@ -94,13 +95,6 @@ def llama_server(tmp_path_factory):
         log.close()
 
 
-_OUTPUTS: dict[str, list] = {"records": [], "dead": []}
-
-
-def _keep(kind: str, value) -> None:
-    _OUTPUTS[kind].append(value)
-
-
 def test_smollm2_questions_flow_through_the_filters_and_nothing_is_lost(llama_server):
     settings = QuestionSettings(
         llm=LlmSettings(backend="openai", endpoint=llama_server, max_in_flight=2, max_output_tokens=96,
@@ -109,18 +103,12 @@ def test_smollm2_questions_flow_through_the_filters_and_nothing_is_lost(llama_se
         database=f"sqlite:///{REPO / 'examples' / 'chinook.sqlite'}",
         database_settings={"timeout_s": 5.0},
     )
-    for kept in _OUTPUTS.values():
-        kept.clear()
     pipeline = make_pipeline()
     records = [new_record(q, db_id="chinook") for q in QUERIES]
     normalized = pipeline | beam.Create(records) | NormalizeSql("sqlite", "sqlite")
     out = normalized.records | WriteQuestions(settings)
-    out.records | "KeepRecords" >> beam.Map(lambda r: _keep("records", r))
-    out.dead | "KeepDead" >> beam.Map(lambda d: _keep("dead", d))
-    result = pipeline.run()
-    result.wait_until_finish()
-
-    records, dead = _OUTPUTS["records"], _OUTPUTS["dead"]
+    found = collect(pipeline, records=out.records, dead=out.dead)
+    records, dead, result = found["records"], found["dead"], found["_result"]
     assert len(records) + len(dead) == len(QUERIES)
     for record in records:
         assert record.question_source == "llm"

@@ -9,6 +9,7 @@ import re
 import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
+from beam_collect import collect
 from conftest import make_pipeline, require_shared_data
 from llm_fake_server import Action, FakeLlmServer
 
@@ -45,25 +46,14 @@ def _settings(server, **overrides) -> QuestionSettings:
     return QuestionSettings(llm=LlmSettings(**llm), **overrides)
 
 
-_OUTPUTS: dict[str, list] = {"records": [], "dead": []}  # FnApiRunner runs DoFns in this process
-
-
-def _keep(kind: str, value) -> None:
-    _OUTPUTS[kind].append(value)
-
-
 def _run(records, settings):
     """NormalizeSql + WriteQuestions on ``records``; returns (records, dead letters), sorted by record id."""
-    for kept in _OUTPUTS.values():
-        kept.clear()
     pipeline = make_pipeline()
     normalized = pipeline | beam.Create(records) | NormalizeSql("postgres", "postgres")
     out = normalized.records | WriteQuestions(settings)
-    out.records | "KeepRecords" >> beam.Map(lambda r: _keep("records", r))
-    out.dead | "KeepDead" >> beam.Map(lambda d: _keep("dead", d))
-    pipeline.run().wait_until_finish()
-    return (sorted(_OUTPUTS["records"], key=lambda r: r.id),
-            sorted(_OUTPUTS["dead"], key=lambda d: (d.record.id, d.reason)))
+    found = collect(pipeline, records=out.records, dead=out.dead)
+    return (sorted(found["records"], key=lambda r: r.id),
+            sorted(found["dead"], key=lambda d: (d.record.id, d.reason)))
 
 
 def _records():

@@ -13,6 +13,7 @@ import re
 
 import apache_beam as beam
 import pytest
+from beam_collect import collect
 from conftest import REPO, make_pipeline
 from llm_fake_server import Action, FakeLlmServer
 
@@ -85,13 +86,6 @@ def weak_model():
         yield server
 
 
-_OUT: dict[str, list] = {"samples": [], "pairs": []}  # FnApiRunner runs DoFns in this process
-
-
-def _keep(kind: str, value) -> None:
-    _OUT[kind].append(value)
-
-
 def _settings(server, knobs: PairKnobs = PairKnobs()) -> PreferenceSettings:
     llm = LlmSettings(backend="openai", endpoint=server.url, retries=1, backoff_s=0.01, backoff_max_s=0.05,
                       timeout_s=5, max_in_flight=4)
@@ -107,17 +101,13 @@ def _gold_records():
 @pytest.fixture(scope="module")
 def labelled(weak_model):
     """Every question's labelled samples, from one pipeline run: normalize → classify → execute → sample."""
-    for kept in _OUT.values():
-        kept.clear()
     pipeline = make_pipeline()
     normalized = pipeline | beam.Create(_gold_records()) | NormalizeSql("sqlite", "sqlite")
     classified = normalized.records | ClassifyDifficulty()
     executed = classified.records | ExecuteQueries(DATABASE, timeout_s=5.0)
     out = executed.records | SamplePreferencePairs(_settings(weak_model))
-    out.samples | "KeepSamples" >> beam.Map(lambda q: _keep("samples", q))
-    out.pairs | "KeepPairs" >> beam.Map(lambda r: _keep("pairs", r))
-    pipeline.run().wait_until_finish()
-    return {q.question: q for q in _OUT["samples"]}, list(_OUT["pairs"])
+    found = collect(pipeline, samples=out.samples, pairs=out.pairs)
+    return {q.question: q for q in found["samples"]}, found["pairs"]
 
 
 def test_every_sample_gets_the_label_its_sql_deserves(labelled):

@@ -8,6 +8,7 @@ pairs written are exactly what ``build_pairs`` makes of the labelled samples.
 from __future__ import annotations
 
 import apache_beam as beam
+from beam_collect import collect
 from conftest import REPO, make_pipeline
 from test_llm_local_model import llama_server  # noqa: F401 - the module-scoped server fixture
 
@@ -27,11 +28,6 @@ GOLD = [
      "SELECT al.Title FROM Album al JOIN Artist a ON a.ArtistId = al.ArtistId WHERE a.Name = 'AC/DC'"),
 ]
 SAMPLES = 3
-_OUT: dict[str, list] = {"samples": [], "pairs": []}
-
-
-def _keep(kind: str, value) -> None:
-    _OUT[kind].append(value)
 
 
 def test_smollm2_samples_are_all_labelled_and_paired_by_the_rules(llama_server):  # noqa: F811
@@ -41,24 +37,20 @@ def test_smollm2_samples_are_all_labelled_and_paired_by_the_rules(llama_server):
                         temperature=0.8, retries=1, backoff_s=0.5, timeout_s=120),
         database=DATABASE, samples=SAMPLES, knobs=knobs, database_settings={"timeout_s": 2.0, "max_rows": 1000},
         max_connections=2, schema=SchemaSource(dialect="sqlite", database=DATABASE))
-    for kept in _OUT.values():
-        kept.clear()
     pipeline = make_pipeline()
     records = [new_record(sql, question, source="seed") for question, sql in GOLD]
     normalized = pipeline | beam.Create(records) | NormalizeSql("sqlite", "sqlite")
     classified = normalized.records | ClassifyDifficulty()
     ran = classified.records | ExecuteQueries(DATABASE, timeout_s=5.0)
     out = ran.records | SamplePreferencePairs(settings)
-    out.samples | "KeepSamples" >> beam.Map(lambda q: _keep("samples", q))
-    out.pairs | "KeepPairs" >> beam.Map(lambda r: _keep("pairs", r))
-    pipeline.run().wait_until_finish()
+    found = collect(pipeline, samples=out.samples, pairs=out.pairs)
 
-    questions = _OUT["samples"]
+    questions = found["samples"]
     assert len(questions) == len(GOLD)
     labels = [s.label for q in questions for s in q.samples]
     assert len(labels) == len(GOLD) * SAMPLES and set(labels) <= set(LABELS) - {"unlabelled"}
     expected = sorted(r["id"] for q in questions for r in build_pairs(q, knobs, settings.weak_model))
-    assert sorted(r["id"] for r in _OUT["pairs"]) == expected
+    assert sorted(r["id"] for r in found["pairs"]) == expected
 
 
 def test_smollm2_on_defog_questions_in_postgresql_every_sample_is_accounted_for(llama_server, tmp_path):  # noqa: F811
