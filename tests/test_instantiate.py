@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import uuid
 
 import apache_beam as beam
 import sqlglot
@@ -12,6 +11,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.main import main
 from transforms.core.record import Parameter, Record, new_record
+from tests.beam_collect import collect
 from tests.conftest import REPO, make_pipeline
 from transforms.instantiate import (
     InstantiateParameters,
@@ -93,23 +93,11 @@ def _run(sqls, settings=InstantiateSettings(), database=CHINOOK_URL, dialect="sq
     """Normalize + Instantiate; returns (records, dead letters, notes) as lists."""
     frequencies = frequencies or [1] * len(sqls)
     records = [new_record(sql, frequency=f) for sql, f in zip(sqls, frequencies)]
-    token = uuid.uuid4().hex
-    _RESULTS[token] = {"records": [], "dead": [], "notes": []}
-    with make_pipeline() as p:
-        normalized = p | beam.Create(records) | NormalizeSql(dialect, dialect)
-        filled = normalized.records | InstantiateParameters(database, settings)
-        for name in ("records", "dead", "notes"):
-            filled[name] | f"Keep{name}" >> beam.Map(_keep, token, name)
-    out = _RESULTS.pop(token)
+    p = make_pipeline()
+    normalized = p | beam.Create(records) | NormalizeSql(dialect, dialect)
+    filled = normalized.records | InstantiateParameters(database, settings)
+    out = collect(p, records=filled["records"], dead=filled["dead"], notes=filled["notes"])
     return out["records"], out["dead"], out["notes"]
-
-
-#: What the pipelines of these tests produced (FnApiRunner runs in this process).
-_RESULTS: dict = {}
-
-
-def _keep(item, token, name):
-    _RESULTS[token][name].append(item)
 
 
 def _rows(sql):

@@ -16,12 +16,12 @@ import hashlib
 import io
 import json
 
-import apache_beam as beam
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.main import main
+from tests.beam_collect import collect
 from tests.conftest import make_pipeline
 from tests.db_fixtures import (
     PG_HOST,
@@ -134,24 +134,15 @@ def _view_rows():
         return dict(cursor.fetchall())
 
 
-_READ: list = []
-
-
-def _keep(item):
-    _READ.append(item)
-
-
 def test_psycopg_workload_lands_in_the_view_with_placeholders(workload):
     rows = _view_rows()
     assert {sql: rows.get(sql) for sql in WORKLOAD} == WORKLOAD
 
 
 def test_the_live_view_becomes_records_with_frequency_from_calls(workload):
-    _READ.clear()
-    with make_pipeline() as p:
-        read = p | ReadPgStatStatements(workload)
-        read.records | beam.Map(_keep)
-    by_sql = {r.sql: r for r in _READ}
+    p = make_pipeline()
+    read = p | ReadPgStatStatements(workload)
+    by_sql = {r.sql: r for r in collect(p, records=read.records)["records"]}
     record = by_sql[ARTIST_BY_ID]
     assert record.frequency == 30 and record.db_id == PGSS_DB and record.source == "log"
     assert record.extra["calls"] == "30" and float(record.extra["mean_exec_time_ms"]) >= 0
