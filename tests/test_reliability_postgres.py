@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import subprocess
+import sys
 import threading
 import time
 from typing import Iterator
@@ -22,6 +24,7 @@ from adapters.db import postgres as pg_module
 from adapters.db.retry import ConnectionBudget, ConnectionLost, Reconnector
 from pipeline.main import main
 from tests import db_fixtures as fx
+from tests.conftest import REPO
 from tests.test_postgres import run_job, write_jsonl
 from transforms.equivalence import result_hash
 
@@ -240,6 +243,30 @@ def test_a_result_under_the_byte_cap_is_whole_however_many_batches_it_takes(host
     assert result.result_hash == result_hash(2, expected, ordered=False)
     capped = executor.execute("SELECT g, repeat('y', 50) FROM generate_series(1, 20000) AS g")
     assert (capped.row_count, capped.truncated) == (5000, True)  # 5000 rows of ~56 bytes: the row cap first
+
+
+_SKEWED_PEAK = """
+import resource, sys
+from adapters.db import open_executor
+executor = open_executor(sys.argv[1], max_result_bytes=2_000_000, timeout_s=30)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+result = executor.execute(
+    "SELECT g, CASE WHEN g <= 150 THEN 'x' ELSE repeat('y', 100000) END FROM generate_series(1, 5000) AS g")
+executor.close()
+print(result.status, result.row_count, result.truncated,
+      (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+
+
+def test_rows_wider_than_the_first_ones_do_not_overrun_the_byte_cap(hostile_url):
+    """150 one-byte rows, then 4,850 of 100 kB (485 MB in all): sized from the first rows' mean, one
+    FETCH would bring the whole result into memory before it is measured; batches of at most
+    MAX_FETCH_ROWS keep the peak near one batch (100 MB) whatever the rows after the first are."""
+    done = subprocess.run([sys.executable, "-c", _SKEWED_PEAK, hostile_url], capture_output=True, text=True,
+                          timeout=120, cwd=REPO)
+    status, rows, truncated, peak_mb = done.stdout.split()
+    assert (status, truncated) == ("ok", "True") and 150 <= int(rows) < 170, done.stderr
+    assert int(peak_mb) < 250, f"peak grew by {peak_mb} MB for a 2 MB cap"
 
 
 # --- 7. connections bounded over many databases -------------------------------------------------------

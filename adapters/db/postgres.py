@@ -38,7 +38,9 @@ piece is there:
   batches sized from the rows already seen to what the byte cap leaves (wide rows a
   few at a time), then rolled back. A result that fits the first batch (the usual
   case) costs one round trip; a longer one runs twice, a round trip per batch. Memory
-  per query is at most about ``max_result_bytes`` plus one batch. DECLARE also accepts exactly one SELECT/VALUES/TABLE: no COPY, no
+  per query is at most about ``max_result_bytes`` plus one batch (``FIRST_FETCH_ROWS``
+  rows first, at most ``MAX_FETCH_ROWS`` after). DECLARE also accepts exactly one
+  SELECT/VALUES/TABLE: no COPY, no
   ``SELECT … INTO``, no data-modifying WITH. The pipeline uses the extended query
   protocol, which refuses several statements in one text. psycopg's ``ServerCursor``
   does the same but cannot be pipelined and adds round trips, hence the explicit SQL.
@@ -99,6 +101,9 @@ ROLLBACK_TIMEOUT_S = 2.0
 #: at most this many rows of memory before the byte cap is checked. A longer result runs again,
 #: in batches sized by the byte cap.
 FIRST_FETCH_ROWS = 100
+#: Rows one later FETCH brings at most, whatever the byte cap leaves at the mean size seen so far:
+#: rows further on may be wider than the first ones, and a batch is in memory before it is measured.
+MAX_FETCH_ROWS = 1000
 #: ``temp_file_limit`` of each query's transaction, where the role may set it (superusers).
 TEMP_FILE_LIMIT = "1GB"
 CURSOR = "sqlpairs_cursor"
@@ -234,8 +239,8 @@ def _next_batch(rows: int, size: int, max_rows: int, max_bytes: int, start: Opti
     """Rows to FETCH next: what the row cap and, at the mean size of the ``rows`` read (``size`` bytes),
     the byte cap leave; ``start``: rows (and their bytes, at that mean) already kept, when not ``rows``.
 
-    >>> _next_batch(1000, 1000 * 100, 10000, 16_000_000)  # narrow rows: up to the row cap
-    9001
+    >>> _next_batch(1000, 1000 * 100, 10000, 16_000_000)  # narrow rows: MAX_FETCH_ROWS at a time
+    1000
     >>> _next_batch(10, 10 * 1_000_000, 10000, 16_000_000)  # 1 MB rows: a few more
     7
     >>> _next_batch(100, 100 * 1_000_000, 10000, 16_000_000, start=0)  # 1 MB rows, from the start
@@ -245,7 +250,7 @@ def _next_batch(rows: int, size: int, max_rows: int, max_bytes: int, start: Opti
     kept = rows if start is None else start
     by_rows = max_rows + 1 - kept
     by_bytes = max(1, (max_bytes - kept * mean) // mean + 1)
-    return max(1, min(by_rows, by_bytes))
+    return max(1, min(by_rows, by_bytes, MAX_FETCH_ROWS))
 
 
 class PostgresExecutor(Executor):
