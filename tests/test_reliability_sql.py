@@ -14,11 +14,8 @@ in CI, when one is down) and touch only tables named ``sqlpairs_rel19_*`` in dat
 
 from __future__ import annotations
 
-import gc
-import glob
 import io
 import json
-import pathlib
 
 import apache_beam as beam
 import pytest
@@ -27,6 +24,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from transforms.core.record import Execution, Record, new_record, record_to_json
 from tests import db_fixtures as fx
 from tests.conftest import make_pipeline
+from tests.test_postgres import run_job
 from transforms.dedup import ChooseRepresentative, DedupPairs
 from transforms.formats import RawPair
 from transforms.formats.defog import expand_alternatives, parse_defog_csv
@@ -145,22 +143,6 @@ def test_a_read_only_transaction_does_not_stop_a_brin_summary(unsummarized_brin_
     assert _summarize_now(BRIN_INDEX) == 0  # the ROLLBACK did not undo it
 
 
-def _run_job(out: pathlib.Path, *args: str) -> tuple[list[dict], list[dict]]:
-    from pipeline.main import main
-
-    assert main(["run", *args, "--output", str(out)]) == 0
-    gc.collect()  # the finished job's pools are garbage now: let them close their connections
-
-    def lines(pattern: str) -> list[dict]:
-        rows = []
-        for name in sorted(glob.glob(pattern)):
-            with open(name, encoding="utf-8") as handle:
-                rows.extend(json.loads(line) for line in handle if line.strip())
-        return rows
-
-    return lines(f"{out}-0*-of-*.jsonl"), lines(f"{out}-rejects-*-of-*.jsonl")
-
-
 def test_a_brin_summary_never_reaches_postgres(unsummarized_brin_index, tmp_path):
     calls = [f"SELECT brin_summarize_new_values('{BRIN_INDEX}')",
              f"SELECT pg_catalog.BRIN_SUMMARIZE_RANGE('{BRIN_INDEX}', 0)",
@@ -169,7 +151,7 @@ def test_a_brin_summary_never_reaches_postgres(unsummarized_brin_index, tmp_path
     logs = tmp_path / "logs.jsonl"
     logs.write_text("".join(json.dumps({"sql": sql}) + "\n" for sql in calls + [f"SELECT count(*) FROM {BRIN_TABLE}"]),
                     encoding="utf-8")
-    pairs, dead = _run_job(tmp_path / "out", "--sql_logs", str(logs), "--database", PG_TEST_URL,
+    pairs, dead, _ = run_job(tmp_path / "out", "--sql_logs", str(logs), "--database", PG_TEST_URL,
                            "--timeout_s", "5", "--keep_failures", "--dedup", "none")
     assert {(d["record"]["sql"], d["stage"], d["reason"]) for d in dead} == {
         (sql, "safety", "side_effect_function") for sql in calls}

@@ -63,7 +63,8 @@ from typing import Any, Optional, Sequence
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from adapters.db.base import BadDatabaseSetting, DatabaseUnavailable, Executor, display_url, fetch_capped, redact
-from adapters.db.retry import BudgetTimeout, ConnectionBudget, ConnectionLost, Reconnector, one_line
+from adapters.db.retry import (BudgetTimeout, ConnectionBudget, ConnectionLost, Reconnector, SharesConnectionBudget,
+                               one_line)
 
 #: Seconds to wait for a new connection at most (TCP connect, handshake, session setup).
 CONNECT_TIMEOUT_S = 5
@@ -247,7 +248,7 @@ def _force_close(connection: Any) -> None:
         pass
 
 
-class MySqlExecutor(Executor):
+class MySqlExecutor(SharesConnectionBudget, Executor):
     """Runs read-only queries on MySQL or MariaDB over connections from a worker-wide budget.
 
     ``budget``: the ``ConnectionBudget`` shared with the worker's other executors (one
@@ -337,18 +338,8 @@ class MySqlExecutor(Executor):
             f"SET SESSION {limit}, lock_wait_timeout = {seconds}, innodb_lock_wait_timeout = {seconds}",
         ]
 
-    def use_budget(self, budget: ConnectionBudget) -> None:
-        """Take connections from ``budget`` (the worker's), not from one of this executor's own."""
-        with self._lock:
-            if self._budget is not None and self._own_budget:
-                self._budget.discard_idle(self)
-            self._budget, self._own_budget = budget, False
-
-    def _get_budget(self) -> ConnectionBudget:
-        with self._lock:
-            if self._budget is None:
-                self._budget = ConnectionBudget(self.max_connections, close=_retire, max_idle_s=POOL_MAX_IDLE_S)
-            return self._budget
+    def _new_budget(self) -> ConnectionBudget:
+        return ConnectionBudget(self.max_connections, close=_retire, max_idle_s=POOL_MAX_IDLE_S)
 
     def _take(self, budget: ConnectionBudget) -> Any:
         """A connection of this database: an idle one, or a new one in a free (or freed) slot.

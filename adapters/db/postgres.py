@@ -82,7 +82,8 @@ from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 
 from adapters.db.base import DatabaseUnavailable, Executor, display_url, redact, row_bytes
-from adapters.db.retry import BudgetTimeout, ConnectionBudget, ConnectionLost, Reconnector, one_line
+from adapters.db.retry import (BudgetTimeout, ConnectionBudget, ConnectionLost, Reconnector, SharesConnectionBudget,
+                               one_line)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -253,7 +254,7 @@ def _next_batch(rows: int, size: int, max_rows: int, max_bytes: int, start: Opti
     return max(1, min(by_rows, by_bytes, MAX_FETCH_ROWS))
 
 
-class PostgresExecutor(Executor):
+class PostgresExecutor(SharesConnectionBudget, Executor):
     """Runs read-only queries on PostgreSQL over connections from a worker-wide budget.
 
     ``budget``: the ``ConnectionBudget`` shared with the worker's other executors (one
@@ -291,18 +292,8 @@ class PostgresExecutor(Executor):
             kwargs["password"] = self.password
         return kwargs
 
-    def use_budget(self, budget: ConnectionBudget) -> None:
-        """Take connections from ``budget`` (the worker's), not from one of this executor's own."""
-        with self._lock:
-            if self._budget is not None and self._own_budget:
-                self._budget.discard_idle(self)
-            self._budget, self._own_budget = budget, False
-
-    def _get_budget(self) -> ConnectionBudget:
-        with self._lock:
-            if self._budget is None:
-                self._budget = ConnectionBudget(self.max_connections, close=_close, max_idle_s=POOL_MAX_IDLE_S)
-            return self._budget
+    def _new_budget(self) -> ConnectionBudget:
+        return ConnectionBudget(self.max_connections, close=_close, max_idle_s=POOL_MAX_IDLE_S)
 
     def _connect(self) -> DeadlineConnection:
         """A new read-only session: any transaction it starts is read-only unless it says otherwise.

@@ -149,6 +149,36 @@ class BudgetTimeout(Exception):
     """No connection slot freed up in time: every slot of the worker stayed busy."""
 
 
+class SharesConnectionBudget:
+    """Mixin of the executors whose connections come from a ``ConnectionBudget``: the worker's,
+    handed over by ``use_budget``, else one of the executor's own, made on first use.
+
+    The executor sets ``_lock``, ``_budget`` (None or a given budget) and ``_own_budget``, and
+    says how its own budget closes connections (``_new_budget``).
+    """
+
+    _lock: threading.Lock
+    _budget: Optional["ConnectionBudget"]
+    _own_budget: bool
+    max_connections: int
+
+    def _new_budget(self) -> "ConnectionBudget":
+        raise NotImplementedError
+
+    def use_budget(self, budget: "ConnectionBudget") -> None:
+        """Take connections from ``budget`` (the worker's), not from one of this executor's own."""
+        with self._lock:
+            if self._budget is not None and self._own_budget:
+                self._budget.discard_idle(self)
+            self._budget, self._own_budget = budget, False
+
+    def _get_budget(self) -> "ConnectionBudget":
+        with self._lock:
+            if self._budget is None:
+                self._budget = self._new_budget()
+            return self._budget
+
+
 class ConnectionBudget:
     """At most ``limit`` open connections, over every database of a worker; thread-safe.
 
