@@ -57,7 +57,7 @@ import pyarrow.parquet as pq
 
 from transforms.core.vocab import dialect_name
 from transforms.core.record import Record, record_to_dict
-from transforms import table_schema
+from transforms import schema_prompt, table_schema
 from transforms.write import SPILL_CHARS, ExternalSorter, created_atomically, shard_name
 
 _LOGGER = logging.getLogger(__name__)
@@ -168,49 +168,18 @@ def normalize_whitespace(sql: str) -> str:
 sample_value_text = table_schema.sample_value_text  # one rendering of sample values for prompts and exports
 
 
-def render_ddl(table: table_schema.Table, sample_rows: int = 0) -> str:
-    """One table as ``CREATE TABLE`` DDL, with up to ``sample_rows`` of its samples as comments.
-
-    >>> t = table_schema.Table("album", (table_schema.Column("album_id", "INT", True),
-    ...     table_schema.Column("artist_id", "INT", False, "artist.artist_id")), (("1", "2"), ("3", "4")))
-    >>> print(render_ddl(t, sample_rows=1))
-    CREATE TABLE album (
-      album_id INT PRIMARY KEY,
-      artist_id INT REFERENCES artist(artist_id)
-    );
-    -- sample rows of album:
-    -- (1, 2)
-    """
-    columns = []
-    for column in table.columns:
-        text = f"  {column.name}" + (f" {column.type}" if column.type else "")
-        if column.primary_key:
-            text += " PRIMARY KEY"
-        if column.references:
-            target, _, target_column = column.references.partition(".")
-            text += f" REFERENCES {target}({target_column})" if target_column else f" REFERENCES {target}"
-        columns.append(text)
-    lines = [f"CREATE TABLE {table.name} (", ",\n".join(columns), ");"]
-    samples = table.samples[: max(0, sample_rows)]
-    if samples:
-        lines.append(f"-- sample rows of {table.name}:")
-        lines.extend(f"-- ({', '.join(row)})" for row in samples)
-    return "\n".join(lines)
-
-
-def render_schema(tables: Sequence[table_schema.Table], sample_rows: int = 0) -> str:
-    """The DDL of ``tables``, one blank line apart; a plain note when nothing is known."""
-    if not tables:
-        return "-- (schema not available)"
-    return "\n\n".join(render_ddl(table, sample_rows) for table in tables)
+render_ddl = schema_prompt.render_ddl  # one DDL rendering for every prompt (``--prompt_schema`` adds notes)
+render_schema = schema_prompt.render_schema
 
 
 def _context_text(context: Sequence[str]) -> str:
     return "\n".join(f"- {' '.join(str(turn).split())}" for turn in context)
 
 
-def training_prompt(question: str, schema: str, dialect: Optional[str], context: Sequence[str] = ()) -> str:
-    """The prompt of a prompt/completion or DPO row: task, schema DDL, question, then ``### SQL``.
+def training_prompt(question: str, schema: str, dialect: Optional[str], context: Sequence[str] = (),
+                    evidence: Optional[str] = None) -> str:
+    """The prompt of a prompt/completion or DPO row: task, schema DDL, question (its ``--evidence``
+    after it, when it has any), then ``### SQL``.
 
     >>> print(training_prompt("How many artists?", "CREATE TABLE artist (id INT);", "sqlite"))
     ### Task
@@ -229,6 +198,8 @@ def training_prompt(question: str, schema: str, dialect: Optional[str], context:
     if context:
         parts.append(f"### Conversation so far\n{_context_text(context)}")
     parts.append(f"### Question\n{question.strip()}")
+    if evidence:
+        parts.append(f"### Evidence\n{evidence.strip()}")
     parts.append("### SQL\n")
     return "\n\n".join(parts)
 
@@ -239,11 +210,17 @@ def system_message(schema: str, dialect: Optional[str]) -> str:
             f"Reply with one SQL query only.\n\n{schema}")
 
 
-def user_message(question: str, context: Sequence[str] = ()) -> str:
-    """The question, after the earlier turns of its conversation when it has any."""
+def user_message(question: str, context: Sequence[str] = (), evidence: Optional[str] = None) -> str:
+    """The question, after the earlier turns of its conversation when it has any, and its
+    ``--evidence`` when it has any.
+
+    >>> user_message("How many active customers?", evidence="active refers to active = 1")
+    'How many active customers?\\n\\nEvidence: active refers to active = 1'
+    """
+    text = question.strip() + (f"\n\nEvidence: {evidence.strip()}" if evidence else "")
     if not context:
-        return question.strip()
-    return f"Earlier in this conversation:\n{_context_text(context)}\n\n{question.strip()}"
+        return text
+    return f"Earlier in this conversation:\n{_context_text(context)}\n\n{text}"
 
 
 class TrainingExample(NamedTuple):
@@ -275,8 +252,8 @@ def training_example(record: Record, schema: str) -> TrainingExample:
     return TrainingExample(
         id=record.id,
         system=system_message(schema, record.dialect),
-        user=user_message(question, record.context),
-        prompt=training_prompt(question, schema, record.dialect, record.context),
+        user=user_message(question, record.context, record.evidence),
+        prompt=training_prompt(question, schema, record.dialect, record.context, record.evidence),
         completion=sql,
         meta=example_meta(record),
     )
@@ -410,6 +387,8 @@ PAIR_FIELD_TYPES: Mapping[str, pa.DataType] = {
                                       ("default", pa.string()), ("value", pa.string())])),
     "parent_id": pa.string(), "evolution": pa.string(), "persona": pa.string(),
     "extra": pa.string(),  # JSON text of the map: its keys vary by row, and a map has no datasets/pandas type
+    "reasoning": pa.string(),
+    "evidence": pa.string(),
 }
 _CHAT = pa.list_(_MESSAGE)
 SCHEMAS: Mapping[str, pa.Schema] = {
@@ -620,6 +599,7 @@ class SchemaSource(NamedTuple):
     database: Optional[str] = None  # the --database spec, when queries are executed
     database_settings: Mapping[str, Any] = {}  # timeout_s, max_rows, password_env
     sample_rows: int = 0
+    prompt: schema_prompt.PromptSchemaSettings = schema_prompt.PromptSchemaSettings()  # --prompt_schema
 
     @property
     def available(self) -> bool:
@@ -647,6 +627,8 @@ class SchemaLookup:
 
             self._databases = DatabaseMap.parse(source.database)
             self._executors = ExecutorSet(dict(source.database_settings, max_connections=1))
+        self._prompt = schema_prompt.PromptSchema(source.prompt, self._ddl, self._live_table,
+                                                  lambda url: self._executors.get(url))
 
     def _live_table(self, url: str, name: str) -> Optional[table_schema.Table]:
         key = (url, table_schema.table_key(name))
@@ -684,8 +666,9 @@ class SchemaLookup:
         return table_schema.collect_tables(record.tables, self._ddl, live)
 
     def schema_text(self, record: Record) -> str:
-        """The DDL of the record's tables, as the prompts and the system message show it."""
-        return render_schema(self.tables(record), self.source.sample_rows)
+        """The DDL of the record's tables (and others, by ``--prompt_schema``), as the prompts show it."""
+        url = self._databases.url_for(record.db_id) if self._databases is not None else None
+        return self._prompt.text(record.id, record.question or "", self.tables(record), url, self.source.sample_rows)
 
     def close(self) -> None:
         if self._executors is not None:

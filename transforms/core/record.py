@@ -64,6 +64,8 @@ class Record(NamedTuple):
     evolution: Optional[str] = None
     persona: Optional[str] = None
     extra: Mapping[str, str] = {}
+    reasoning: Optional[str] = None  # --cot: the step-by-step trace whose SQL gave the gold result
+    evidence: Optional[str] = None  # --evidence: what the question's domain terms mean (None: none needed)
 
 
 class DeadLetter(NamedTuple):
