@@ -109,20 +109,6 @@ def schema_names(catalog: Catalog) -> frozenset[str]:
     return frozenset(names)
 
 
-def _neighbours(catalog: Catalog) -> dict[str, set[str]]:
-    """Tables linked by a foreign key, in both directions."""
-    links: dict[str, set[str]] = {table_schema.table_key(t.name): set() for t in catalog.tables}
-    for table in catalog.tables:
-        key = table_schema.table_key(table.name)
-        for column in table.columns:
-            if column.references:
-                target = table_schema.table_key(column.references.rsplit(".", 1)[0])
-                if target in links and target != key:
-                    links[key].add(target)
-                    links[target].add(key)
-    return links
-
-
 def focus(catalog: Catalog, names: Sequence[str] = (), limit: int = MAX_PROMPT_TABLES,
           seed: int = 0) -> tuple[Table, ...]:
     """At most ``limit`` tables: ``names`` (a query's tables) first, then their foreign-key neighbours.
@@ -142,7 +128,7 @@ def focus(catalog: Catalog, names: Sequence[str] = (), limit: int = MAX_PROMPT_T
     start = [table_schema.table_key(n) for n in names if table_schema.table_key(n) in by_key]
     if not start:
         start = [order[seed % len(order)]]
-    links = _neighbours(catalog)
+    links = table_schema.foreign_key_links(catalog.tables)
     chosen: list[str] = []
     queue = list(dict.fromkeys(start))
     while queue and len(chosen) < limit:

@@ -33,6 +33,7 @@ class Column(NamedTuple):
     type: str = ""
     primary_key: bool = False
     references: Optional[str] = None  # "table.column"
+    comment: str = ""  # from the DDL (COMMENT '...' or COMMENT ON COLUMN); shown by --prompt_schema noisy|full
 
 
 class Table(NamedTuple):
@@ -92,6 +93,8 @@ def _strip_leading_comments(statement: str) -> str:
 
 def _is_ddl(statement: str) -> bool:
     words = _strip_leading_comments(statement)[:64].upper().split()
+    if words[:3] == ["COMMENT", "ON", "COLUMN"]:
+        return True
     return len(words) >= 2 and words[0] in ("CREATE", "ALTER") and "TABLE" in words[1:4]
 
 
@@ -149,18 +152,26 @@ class _Builder:
                         target = _reference(kind)
                         if target:
                             entry["references"] = f"{target[0]}.{target[1][0]}" if target[1] else target[0]
+                        if isinstance(kind, exp.CommentColumnConstraint):
+                            entry["comment"] = kind.this.name
                 else:
                     self.constraint(name, item)
         elif isinstance(tree, exp.Alter) and isinstance(tree.this, exp.Table):
             for action in tree.args.get("actions") or ():
                 for node in action.expressions if isinstance(action, exp.AddConstraint) else [action]:
                     self.constraint(tree.this.name, node)
+        elif (isinstance(tree, exp.Comment) and isinstance(tree.this, exp.Column)
+              and table_key(tree.this.table) in self.columns):  # a comment on a column the DDL created
+            column = tree.this
+            entry = self.table(column.table).setdefault(column.name.lower(), {"name": column.name})
+            entry["comment"] = tree.expression.name if tree.expression is not None else ""
 
     def tables(self) -> dict[str, Table]:
         result = {}
         for key in self.order:
             columns = tuple(
-                Column(c["name"], c.get("type", ""), bool(c.get("primary_key")), c.get("references"))
+                Column(c["name"], c.get("type", ""), bool(c.get("primary_key")), c.get("references"),
+                       c.get("comment", ""))
                 for c in self.columns[key].values()
             )
             result[key] = Table(self.names[key], columns)
@@ -331,6 +342,25 @@ def collect_tables(
         if table is not None:
             found[key] = table
     return list(found.values())
+
+
+def foreign_key_links(tables: Sequence[Table]) -> dict[str, set[str]]:
+    """Tables linked by a foreign key, in both directions, by ``table_key`` (links to unknown tables left out).
+
+    >>> links = foreign_key_links([Table("album", (Column("artist_id", references="artist.id"),)), Table("artist")])
+    >>> links["album"], links["artist"]
+    ({'artist'}, {'album'})
+    """
+    links: dict[str, set[str]] = {table_key(t.name): set() for t in tables}
+    for table in tables:
+        key = table_key(table.name)
+        for column in table.columns:
+            if column.references:
+                target = table_key(column.references.rsplit(".", 1)[0])
+                if target in links and target != key:
+                    links[key].add(target)
+                    links[target].add(key)
+    return links
 
 
 def lookup(names: Sequence[str], tables: Mapping[str, Table]) -> list[Table]:
