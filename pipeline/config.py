@@ -245,6 +245,9 @@ def _resolve(values: argparse.Namespace):
 
     training = training_settings(values, dialect=source or target, output=values.output,
                                  database=values.database if validate == "execute" else None)
+    from pipeline.settings_prompt_schema import with_prompt_schema
+
+    training = with_prompt_schema(training, values)  # --prompt_schema: the schema exported prompts show
 
     from transforms.generation_options import generation_settings
 
