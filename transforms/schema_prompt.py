@@ -153,6 +153,8 @@ def choose_tables(pair_id: str, referenced: Sequence[Table], universe: Sequence[
     """
     if settings.mode == REFERENCED:
         return list(referenced)
+    canonical = {table_key(t.name): t for t in universe}  # one spelling of a table's name, whichever pair asks
+    referenced = [canonical.get(table_key(t.name), t) for t in referenced]
     used = {table_key(t.name) for t in referenced}
     if settings.mode == FULL:
         tables = [*referenced, *(t for t in universe if table_key(t.name) not in used)]
@@ -338,7 +340,10 @@ class PromptSchema:
                     names = list_tables(self.executor_for(url))
                 except Exception:  # noqa: BLE001 - fall back to the DDL
                     names = []
-                tables = table_schema.collect_tables(names, self.ddl, lambda name: self.describe(url, name))
+                for name in names:  # named as the database lists it, whichever spelling described it first
+                    table = table_schema.merge(self.ddl.get(table_key(name)), self.describe(url, name))
+                    if table is not None and table_key(name) not in {table_key(t.name) for t in tables}:
+                        tables.append(table if table_key(name) in self.ddl else table._replace(name=name))
             seen = {table_key(t.name) for t in tables}
             tables += [t for key, t in self.ddl.items() if key not in seen]
             self._universes[url] = tables
