@@ -35,11 +35,13 @@ STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("merge", ()),  # --dedup exact|question-only (or evolved pairs): merges again on the written questions
     ("consistency", ("consistency",)),  # the round-trip check (--consistency)
     ("sample", ("sample",)),
+    ("judge", ("judge",)),  # a model scores each final pair (--judge; --judge_min drops)
+    ("evidence", ("evidence",)),  # notes on the questions' domain terms (--evidence)
 )
 
 
 #: Steps that appear in the funnel only when they ran (the generators, --max_per_template).
-OPTIONAL_STEPS = frozenset({"synthesize", "evolve", "merge", "consistency", "sample"})
+OPTIONAL_STEPS = frozenset({"synthesize", "evolve", "merge", "consistency", "sample", "judge", "evidence"})
 #: Steps that merge duplicates: their ``merged`` column is measured.
 MERGING_STEPS = frozenset({"dedup", "merge"})
 
@@ -125,6 +127,8 @@ def build_report(counts: Mapping[str, int], options: Mapping[str, object]) -> di
         "instantiate": _histogram(counts, "note:instantiate:"),
         "sample": _histogram(counts, "note:sample:"),
         **generated_section(counts),
+        **{section: found for section in ("judge", "evidence")  # --judge scores, --evidence written/none
+           if (found := _histogram(counts, f"note:{section}:"))},
         "options": dict(sorted(options.items())),
     }
 
