@@ -22,10 +22,9 @@ from __future__ import annotations
 from typing import Any, Iterator, Mapping, NamedTuple, Optional, Sequence
 
 import apache_beam as beam
-from apache_beam.ml.inference.base import PredictionResult, RunInference
 
 from adapters.db import DatabaseUnavailable, redact
-from adapters.llm.handler import LlmModelHandler, LlmOutcome, LlmTask
+from adapters.llm.handler import LlmTask
 from adapters.llm.prompting import load_prompt
 from transforms.core.vocab import dialect_name
 from transforms.core.record import Record
@@ -35,6 +34,7 @@ from transforms import trees
 from transforms.common import DEAD, count, reject
 from transforms.equivalence import has_top_level_order_by, results_match
 from transforms.generation import GenerationSettings, output_tokens
+from transforms.llm_stage import AskModel, ModelReply, failed_reply
 
 
 #: Dead-letter stage of the round-trip check.
@@ -123,13 +123,13 @@ class _JudgeFn(beam.DoFn):
     def setup(self) -> None:
         self._bench = catalogs.Workbench(self.settings.database, self.settings.database_settings).setup()
 
-    def process(self, result: PredictionResult) -> Iterator:
-        record: Record = result.example.context
-        outcome: LlmOutcome = result.inference[0]
+    def process(self, reply: ModelReply) -> Iterator:
+        record: Record = reply.context
+        outcome = reply.outcome
         extra = dict(record.extra, consistency_model=self.model_label)
         if outcome.error:
             extra["consistency"] = "error"
-            yield reject(STAGE, outcome.error, outcome.detail, record._replace(extra=extra))
+            yield failed_reply(STAGE, outcome, record._replace(extra=extra))
             return
         blind_sql = " ".join(str(outcome.value.get("sql", "")).split())
         extra["consistency_sql"] = blind_sql
@@ -165,13 +165,10 @@ class RoundTripConsistency(beam.PTransform):
     def expand(self, inputs):
         records, teachings = inputs
         settings = self.settings
-        tasks = records | "BlindPrompts" >> beam.ParDo(
-            _ConsistencyTasksFn(settings), teachings=beam.pvalue.AsDict(teachings)).with_outputs(DEAD, main="tasks")
-        handler = LlmModelHandler(settings.consistency_llm or settings.llm)
-        results = tasks.tasks | "WriteBlindSql" >> RunInference(handler)
-        judged = results | "CompareResults" >> beam.ParDo(_JudgeFn(settings)).with_outputs(DEAD, main="records")
-        dead = (tasks[DEAD], judged[DEAD]) | "ConsistencyDead" >> beam.Flatten()
-        return ConsistencyOutputs(judged.records, dead)
+        judged = records | "WriteBlindSql" >> AskModel(
+            _ConsistencyTasksFn(settings), settings.consistency_llm or settings.llm, _JudgeFn(settings),
+            task_side_inputs={"teachings": beam.pvalue.AsDict(teachings)})
+        return ConsistencyOutputs(judged["records"], judged[DEAD])
 
 
 def verdicts(records: Sequence[Record]) -> dict[str, int]:
