@@ -26,10 +26,9 @@ import logging
 from typing import Any, Iterator, Mapping, NamedTuple, Optional, Sequence
 
 import apache_beam as beam
-from apache_beam.ml.inference.base import PredictionResult, RunInference
 
 from adapters.db import DatabaseUnavailable, redact
-from adapters.llm.handler import LlmModelHandler, LlmOutcome, LlmTask
+from adapters.llm.handler import LlmModelHandler, LlmTask
 from adapters.llm.prompting import load_prompt
 from transforms.core.vocab import DIALECT_NAMES, dialect_name
 from transforms.core.record import Execution, Record, content_id, new_record
@@ -38,6 +37,7 @@ from transforms import teachings as teaching_notes
 from transforms.common import DEAD, count, reject
 from transforms.generation import NOTES, GenerationSettings, output_tokens, stable_index
 from transforms.guardrails import question_rejection
+from transforms.llm_stage import AskModel, ModelReply, failed_reply
 from transforms.personas import Persona, personas_for
 from transforms.questions import STYLES, clean_question
 
@@ -185,9 +185,9 @@ class _ApplySynthFn(beam.DoFn):
         self._bench = catalogs.Workbench(self.settings.database, self.settings.database_settings,
                                          self.settings.schema_patterns, self.settings.schema_dialect).setup()
 
-    def process(self, result: PredictionResult) -> Iterator:
-        slot: Slot = result.example.context
-        outcome: LlmOutcome = result.inference[0]
+    def process(self, reply: ModelReply) -> Iterator:
+        slot: Slot = reply.context
+        outcome = reply.outcome
         pairs = [] if outcome.error else list(outcome.value.get("pairs") or [])
         if len(pairs) > slot.count:
             yield beam.pvalue.TaggedOutput(NOTES, "note:synthesize:surplus_pairs_ignored")
@@ -195,7 +195,7 @@ class _ApplySynthFn(beam.DoFn):
         for index in range(slot.count):
             yield from created_notes(slot)
             if outcome.error:
-                yield reject(STAGE, outcome.error, outcome.detail, slot_record(slot, index))
+                yield failed_reply(STAGE, outcome, slot_record(slot, index))
                 continue
             if index >= len(pairs):
                 yield reject(STAGE, "missing_pair", f"the model wrote {len(pairs)} of {slot.count} pairs",
@@ -339,12 +339,12 @@ class _ApplyRepairFn(beam.DoFn):
     def __init__(self, stage: str):
         self.stage = stage
 
-    def process(self, result: PredictionResult) -> Iterator:
-        record, error = result.example.context
-        outcome: LlmOutcome = result.inference[0]
+    def process(self, reply: ModelReply) -> Iterator:
+        record, error = reply.context
+        outcome = reply.outcome
         if outcome.error:
-            yield reject(self.stage, f"repair_{outcome.error}", f"{outcome.detail}; the SQL had failed with {error}",
-                         record)
+            yield failed_reply(self.stage, outcome, record, reason_prefix="repair_",
+                               detail_suffix=f"; the SQL had failed with {error}")
             return
         sql = str(outcome.value.get("sql", "")).strip()
         count(f"{self.stage}.repairs")
@@ -382,12 +382,10 @@ class ExecuteWithRepairs(beam.PTransform):
             dead.append(checked[DEAD])
             if last:
                 break
-            tasks = checked.retry | f"RepairPrompts{attempt}" >> beam.ParDo(_RepairTasksFn(settings, stage))
-            results = tasks | f"RepairSql{attempt}" >> RunInference(handler)
-            repaired = results | f"ApplyRepairs{attempt}" >> beam.ParDo(_ApplyRepairFn(stage)).with_outputs(
-                DEAD, main="records")
+            repaired = checked.retry | f"RepairSql{attempt}" >> AskModel(
+                _RepairTasksFn(settings, stage), handler, _ApplyRepairFn(stage))
             dead.append(repaired[DEAD])
-            current = repaired.records
+            current = repaired["records"]
         records = ok | "Executable" >> beam.Flatten()
         return RepairOutputs(records, dead | "RepairDead" >> beam.Flatten())
 
@@ -421,14 +419,11 @@ class SynthesizeFromSchema(beam.PTransform):
     def expand(self, inputs):
         targets, personas, teachings = inputs
         settings = self.settings
-        tasks = targets | "SynthPrompts" >> beam.ParDo(
-            _SynthTasksFn(settings), personas=beam.pvalue.AsList(personas),
-            teachings=beam.pvalue.AsDict(teachings)).with_outputs(NOTES, main="tasks")
-        results = tasks.tasks | "WritePairs" >> RunInference(LlmModelHandler(settings.llm))
-        applied = results | "ApplyPairs" >> beam.ParDo(_ApplySynthFn(settings)).with_outputs(DEAD, NOTES, main="records")
-        ran = applied.records | "ExecuteWithRepairs" >> ExecuteWithRepairs(settings, STAGE)
+        written = targets | "WritePairs" >> AskModel(
+            _SynthTasksFn(settings), settings.llm, _ApplySynthFn(settings), tags=(DEAD, NOTES),
+            task_side_inputs={"personas": beam.pvalue.AsList(personas), "teachings": beam.pvalue.AsDict(teachings)})
+        ran = written["records"] | "ExecuteWithRepairs" >> ExecuteWithRepairs(settings, STAGE)
         # The pairs join the logged ones before NormalizeSql and are executed again there, like any input.
         fresh = ran.records | "AsInputs" >> beam.Map(lambda record: record._replace(execution=None))
-        dead = (applied[DEAD], ran.dead) | "SynthDead" >> beam.Flatten()
-        notes = (tasks[NOTES], applied[NOTES]) | "SynthNotes" >> beam.Flatten()
-        return SynthesisOutputs(fresh, dead, notes)
+        dead = (written[DEAD], ran.dead) | "SynthDead" >> beam.Flatten()
+        return SynthesisOutputs(fresh, dead, written[NOTES])
