@@ -26,9 +26,8 @@ from __future__ import annotations
 from typing import Iterator, Mapping, NamedTuple, Optional, Sequence
 
 import apache_beam as beam
-from apache_beam.ml.inference.base import PredictionResult, RunInference
 
-from adapters.llm.handler import LlmModelHandler, LlmOutcome, LlmTask
+from adapters.llm.handler import LlmModelHandler, LlmTask
 from adapters.llm.prompting import load_prompt
 from transforms.core.vocab import dialect_name
 from transforms.core.record import Record, content_id, new_record
@@ -38,6 +37,7 @@ from transforms import trees
 from transforms.common import DEAD, count, reject
 from transforms.generation import NOTES, GenerationSettings, output_tokens, stable_index
 from transforms.guardrails import literal_values, lost_values, normalized_text, question_rejection
+from transforms.llm_stage import AskModel, ModelReply, failed_reply
 from transforms.questions import STYLES, clean_question
 from transforms.synthesize import ExecuteWithRepairs, schema_names_or_none, tables_in
 
@@ -169,15 +169,14 @@ class _DepthTasksFn(_EvolveFnBase):
 
 
 class _ApplyDepthFn(_EvolveFnBase):
-    def process(self, result: PredictionResult) -> Iterator:
-        parent, techniques = result.example.context
-        outcomes: Sequence[LlmOutcome] = result.inference
+    def process(self, reply: ModelReply) -> Iterator:
+        parent, techniques = reply.context
         names = schema_names_or_none(self._bench, parent.db_id)
         parent_sql = " ".join((parent.normalized_sql or parent.sql).split()).lower()
-        for index, (technique, outcome) in enumerate(zip(techniques, outcomes)):
+        for index, (technique, outcome) in enumerate(zip(techniques, reply.outcomes)):
             yield from _created(technique)
             if outcome.error:
-                yield reject(STAGE, outcome.error, outcome.detail, child_record(parent, technique, index))
+                yield failed_reply(STAGE, outcome, child_record(parent, technique, index))
                 continue
             question = clean_question(str(outcome.value.get("question", "")))
             sql = str(outcome.value.get("sql", "")).strip()
@@ -207,15 +206,13 @@ class DepthEvolver(beam.PTransform):
     def expand(self, inputs):
         records, teachings = inputs
         settings = self.settings
-        tasks = records | "DepthPrompts" >> beam.ParDo(
-            _DepthTasksFn(settings), teachings=beam.pvalue.AsDict(teachings)).with_outputs(DEAD, NOTES, main="tasks")
         handler = LlmModelHandler(settings.llm, requests_per_task=settings.depth)
-        results = tasks.tasks | "EvolveInDepth" >> RunInference(handler)
-        applied = results | "ApplyDepth" >> beam.ParDo(_ApplyDepthFn(settings)).with_outputs(DEAD, NOTES, main="records")
-        ran = applied.records | "ExecuteWithRepairs" >> ExecuteWithRepairs(settings, STAGE)
-        dead = (tasks[DEAD], applied[DEAD], ran.dead) | "DepthDead" >> beam.Flatten()
-        notes = (tasks[NOTES], applied[NOTES]) | "DepthNotes" >> beam.Flatten()
-        return EvolveOutputs(ran.records, dead, notes)
+        deeper = records | "EvolveInDepth" >> AskModel(
+            _DepthTasksFn(settings), handler, _ApplyDepthFn(settings), tags=(DEAD, NOTES),
+            task_side_inputs={"teachings": beam.pvalue.AsDict(teachings)})
+        ran = deeper["records"] | "ExecuteWithRepairs" >> ExecuteWithRepairs(settings, STAGE)
+        dead = (deeper[DEAD], ran.dead) | "DepthDead" >> beam.Flatten()
+        return EvolveOutputs(ran.records, dead, deeper[NOTES])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,9 +246,9 @@ class _BreadthTasksFn(_EvolveFnBase):
 
 
 class _ApplyBreadthFn(_EvolveFnBase):
-    def process(self, result: PredictionResult) -> Iterator:
-        parent, styles = result.example.context
-        outcome: LlmOutcome = result.inference[0]
+    def process(self, reply: ModelReply) -> Iterator:
+        parent, styles = reply.context
+        outcome = reply.outcome
         questions = [] if outcome.error else list(outcome.value.get("questions") or [])
         sql = parent.normalized_sql or parent.sql
         names = schema_names_or_none(self._bench, parent.db_id)
@@ -262,7 +259,7 @@ class _ApplyBreadthFn(_EvolveFnBase):
         for index, style in enumerate(styles):
             yield from _created(style)
             if outcome.error:
-                yield reject(STAGE, outcome.error, outcome.detail, child_record(parent, style, index))
+                yield failed_reply(STAGE, outcome, child_record(parent, style, index))
                 continue
             if index >= len(questions):
                 yield reject(STAGE, "missing_paraphrase", f"the model wrote {len(questions)} of {len(styles)} "
@@ -299,14 +296,10 @@ class BreadthEvolver(beam.PTransform):
     def expand(self, inputs):
         records, teachings = inputs
         settings = self.settings
-        tasks = records | "BreadthPrompts" >> beam.ParDo(
-            _BreadthTasksFn(settings), teachings=beam.pvalue.AsDict(teachings)).with_outputs(DEAD, NOTES, main="tasks")
-        results = tasks.tasks | "EvolveInBreadth" >> RunInference(LlmModelHandler(settings.llm))
-        applied = results | "ApplyBreadth" >> beam.ParDo(_ApplyBreadthFn(settings)).with_outputs(
-            DEAD, NOTES, main="records")
-        dead = (tasks[DEAD], applied[DEAD]) | "BreadthDead" >> beam.Flatten()
-        notes = (tasks[NOTES], applied[NOTES]) | "BreadthNotes" >> beam.Flatten()
-        return EvolveOutputs(applied.records, dead, notes)
+        wider = records | "EvolveInBreadth" >> AskModel(
+            _BreadthTasksFn(settings), settings.llm, _ApplyBreadthFn(settings), tags=(DEAD, NOTES),
+            task_side_inputs={"teachings": beam.pvalue.AsDict(teachings)})
+        return EvolveOutputs(wider["records"], wider[DEAD], wider[NOTES])
 
 
 class EvolveOutputs(NamedTuple):
