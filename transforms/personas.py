@@ -19,13 +19,13 @@ import logging
 from typing import Any, Iterable, Iterator, NamedTuple, Optional, Sequence
 
 import apache_beam as beam
-from apache_beam.ml.inference.base import PredictionResult, RunInference
 
-from adapters.llm.handler import LlmModelHandler, LlmTask
+from adapters.llm.handler import LlmTask
 from adapters.llm.prompting import load_prompt
 from transforms import catalog as catalogs
 from transforms.core.vocab import DIALECT_NAMES
 from transforms.generation import GenerationSettings, output_paths, output_tokens
+from transforms.llm_stage import AskModel, ModelReply
 from transforms.questions import STYLES
 from transforms.write import WriteTextFileFn
 
@@ -168,9 +168,9 @@ class _ApplyPersonasFn(beam.DoFn):
     def __init__(self, count: int):
         self.count = count
 
-    def process(self, result: PredictionResult) -> Iterator:
-        key = result.example.context
-        outcome = result.inference[0]
+    def process(self, reply: ModelReply) -> Iterator:
+        key = reply.context
+        outcome = reply.outcome
         if outcome.error:
             _LOGGER.warning("personas for %r: %s: %s", key, outcome.error, outcome.detail[:200])
             yield beam.pvalue.TaggedOutput("notes", f"note:personas:{outcome.error}")
@@ -216,15 +216,13 @@ class MakePersonas(beam.PTransform):
             notes = pipeline | "NoPersonaNotes" >> beam.Create([])
             return PersonaOutputs(given, notes)
         count = min(settings.personas, MAX_PERSONAS)
-        tasks = targets | "PersonaPrompts" >> beam.ParDo(_PersonaTasksFn(settings)).with_outputs("notes", main="tasks")
-        results = tasks.tasks | "AskPersonas" >> RunInference(LlmModelHandler(settings.llm))
-        applied = results | "ApplyPersonas" >> beam.ParDo(_ApplyPersonasFn(count)).with_outputs("notes", main="personas")
+        asked = targets | "AskPersonas" >> AskModel(
+            _PersonaTasksFn(settings), settings.llm, _ApplyPersonasFn(count), main="personas", tags=("notes",))
         if settings.output:
-            (applied.personas
+            (asked["personas"]
              | "AllPersonas" >> beam.combiners.ToList()
              | "WritePersonas" >> beam.ParDo(WriteTextFileFn(output_paths(settings.output)["personas"], personas_json)))
-        notes = (tasks.notes, applied.notes) | "PersonaNotes" >> beam.Flatten()
-        return PersonaOutputs(applied.personas, notes)
+        return PersonaOutputs(asked["personas"], asked["notes"])
 
 
 def persona_text(persona: Optional[Persona]) -> Optional[str]:
