@@ -28,16 +28,15 @@ from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Optional, Seque
 
 import apache_beam as beam
 import sqlglot
-from apache_beam.ml.inference.base import PredictionResult, RunInference
 from sqlglot import exp
 
-from adapters.llm.handler import LlmModelHandler, LlmTask
+from adapters.llm.handler import LlmTask
 from adapters.llm.prompting import load_prompt
 from transforms import catalog as catalogs
 from transforms import table_schema
 from transforms.core.vocab import DIALECT_NAMES
 from transforms.generation import GenerationSettings, output_paths, output_tokens
-
+from transforms.llm_stage import AskModel, ModelReply
 from transforms.write import WriteTextFileFn
 
 _LOGGER = logging.getLogger(__name__)
@@ -360,9 +359,9 @@ class _TeachingsTasksFn(beam.DoFn):
         yield LlmTask((request._replace(max_output_tokens=output_tokens(self.settings, 2048)),), (key, rules))
 
 
-def _apply_teachings(result: PredictionResult) -> Iterator:
-    key, rules = result.example.context
-    outcome = result.inference[0]
+def _apply_teachings(reply: ModelReply) -> Iterator:
+    key, rules = reply.context
+    outcome = reply.outcome
     if outcome.error:
         _LOGGER.warning("teachings for %r: %s: %s", key, outcome.error, outcome.detail[:200])
         yield beam.pvalue.TaggedOutput("notes", f"note:teachings:{outcome.error}")
@@ -403,14 +402,13 @@ class MakeTeachings(beam.PTransform):
             given = pipeline | "GivenTeachings" >> beam.Create(list(settings.teachings_given))
             return TeachingOutputs(given, pipeline | "NoTeachingNotes" >> beam.Create([]))
         patterns = logged | "MinePatterns" >> MinePatterns(self.dialect)
-        tasks = targets | "TeachingPrompts" >> beam.ParDo(
-            _TeachingsTasksFn(settings), patterns=beam.pvalue.AsDict(patterns)).with_outputs("notes", "done", main="tasks")
-        results = tasks.tasks | "AskTeachings" >> RunInference(LlmModelHandler(settings.llm))
-        applied = results | "ApplyTeachings" >> beam.FlatMap(_apply_teachings).with_outputs("notes", main="teachings")
-        teachings = (tasks.done, applied.teachings) | "AllTeachings" >> beam.Flatten()
+        # Without a model (--llm rules) the rule teachings come out as "done", and nothing is asked.
+        asked = targets | "AskTeachings" >> AskModel(
+            _TeachingsTasksFn(settings), settings.llm, _apply_teachings, main="teachings", tags=("notes", "done"),
+            task_side_inputs={"patterns": beam.pvalue.AsDict(patterns)})
+        teachings = (asked["done"], asked["teachings"]) | "AllTeachings" >> beam.Flatten()
         if settings.output:
             (teachings
              | "TeachingsList" >> beam.combiners.ToList()
              | "WriteTeachings" >> beam.ParDo(WriteTextFileFn(output_paths(settings.output)["teachings"], teachings_json)))
-        notes = (tasks.notes, applied.notes) | "TeachingNotes" >> beam.Flatten()
-        return TeachingOutputs(teachings, notes)
+        return TeachingOutputs(teachings, asked["notes"])
