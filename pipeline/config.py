@@ -168,6 +168,7 @@ def _resolve(values: argparse.Namespace):
     """``resolve`` without the translation of the adapters' errors."""
     from adapters.db import DatabaseMap, DatabaseUnavailable, open_executor
     from pipeline.graph import JobConfig
+    from pipeline.settings_decontaminate import decontaminate_settings
     from transforms.filter import FilterSettings, load_predicate, parse_tables
     from transforms.instantiate import InstantiateSettings
     from transforms.questions import SEGMENT_CONTEXT
@@ -304,6 +305,7 @@ def _resolve(values: argparse.Namespace):
         training=training,
         generation=generation,
         near_dup_threshold=values.near_dup_threshold,
+        decontaminate=decontaminate_settings(values, target_dialect=target, source_dialect=source),
     )
 
 

@@ -15,6 +15,7 @@ from transforms.core.record import DeadLetter, Record, dead_letter_to_json, reco
 from transforms.classify import ClassifyDifficulty
 from transforms.conversations import ReadConversations, WriteConversations
 from transforms.dedup import DedupPairs
+from transforms.decontaminate import DecontaminateSettings
 from transforms.describe import DedupBeforeQuestions, DescribeQuestions, merges_after_questions
 from transforms.execute import HOT_QUERY_RECORDS, ExecuteQueries
 from transforms.exports import WriteRejectsSet
@@ -59,6 +60,7 @@ class JobConfig(NamedTuple):
     generation: Optional[GenerationSettings] = None  # personas, teachings, synthesis, evolution, round-trip check
     near_dup_threshold: float = 0.8  # --dedup exact|question-only: merge near-duplicate questions of one SQL
     spread_records: bool = True  # Reshuffle after reading; False only where one worker runs everything
+    decontaminate: Optional[DecontaminateSettings] = None  # --decontaminate: pairs copying a benchmark out
 
 
 def output_paths(prefix: str) -> dict[str, str]:
@@ -222,6 +224,13 @@ def _merge_and_check(validated: beam.PCollection, teachings: Optional[beam.PColl
         pairs = job.steps["merge"] = validated | "MergeQuestions" >> DedupPairs(config.dedup)
     if near_dup_applies(config.dedup):  # phrasings of one SQL that say nearly the same thing
         pairs = job.steps["merge"] = pairs | "MergeNearDuplicates" >> MergeNearDuplicates(config.near_dup_threshold)
+    if config.decontaminate is not None:  # benchmark copies out before any paid check and the cap
+        from transforms.decontaminate import Decontaminate
+
+        clean = pairs | "Decontaminate" >> Decontaminate(config.decontaminate)
+        pairs = job.steps["decontaminate"] = clean.records
+        job.dead.append(clean.dead)
+        job.notes.append(clean.notes)
     generation = config.generation
     if generation is not None and generation.consistency:  # after dedup: one blind answer per distinct pair
         from transforms.consistency import RoundTripConsistency

@@ -290,6 +290,23 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("filter", "A custom predicate package.module:function taking a record and returning True "
                "to keep it (the module must be importable on the workers).", "Custom filter",
                regex="^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$"),
+    # --decontaminate (transforms/decontaminate.py, transforms/benchmark_index.py): benchmark items out
+    OptionSpec("decontaminate", "Benchmark files to keep out of the output: a glob or comma-separated globs of "
+               "Spider/BIRD .json (a list of {question, query|SQL, db_id}), Defog sql-eval .csv (question, query; "
+               "alternatives expanded) or pairs .jsonl ({question, sql}, e.g. this job's own output); .gz/.bz2 "
+               "read too. A final pair whose normalized SQL equals a benchmark item's SQL (normalized the same "
+               "way, from SQLite for .json, the db_type or file name for .csv, the line's dialect or "
+               "--source_dialect for .jsonl) becomes a dead letter (stage decontaminate, reason benchmark_sql), "
+               "as does one whose question contains a benchmark question (reason benchmark_question, see "
+               "--decontaminate_threshold); the detail names the item (file#id or file#position) and the "
+               "score. Checked after dedup, before --consistency and --max_per_template. A file that matches "
+               "nothing or cannot be read is refused before the run; benchmark SQL that cannot be parsed is "
+               "counted in the report, and its question still checked.", "Benchmark files"),
+    OptionSpec("decontaminate_threshold", "With --decontaminate: the word 8-gram containment of a benchmark "
+               "question in a pair's question (the share of the benchmark question's 8-word sequences, "
+               "case and punctuation ignored, that occur in the pair's question) at which the pair is a copy. "
+               "A benchmark question under 8 words matches only the same words.", "Decontamination threshold",
+               default=0.8, type=_fraction, regex="^(0?[.][0-9]+|1([.]0+)?)$"),
     # --- preference data and training exports ------------------------------------------
     OptionSpec("preference", "Build DPO preference pairs the SENSE way: a weak model (--weak_llm) writes --samples "
                "SQL queries per final pair; each is executed and labelled correct, wrong_result, exec_error, "

@@ -33,6 +33,7 @@ STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("describe", ("describe", "llm")),  # questions for the representatives only
     ("evolve", ("evolve", "revalidate")),  # adds evolved pairs (--depth, --breadth), re-validated
     ("merge", ()),  # --dedup exact|question-only (or evolved pairs): merges again on the written questions
+    ("decontaminate", ("decontaminate",)),  # final pairs that copy a benchmark item (--decontaminate)
     ("consistency", ("consistency",)),  # the round-trip check (--consistency)
     ("sample", ("sample",)),
     ("judge", ("judge",)),  # a model scores each final pair (--judge; --judge_min drops)
@@ -41,7 +42,7 @@ STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 
 #: Steps that appear in the funnel only when they ran (the generators, --max_per_template).
-OPTIONAL_STEPS = frozenset({"synthesize", "evolve", "merge", "consistency", "sample", "judge", "evidence"})
+OPTIONAL_STEPS = frozenset({"decontaminate", "synthesize", "evolve", "merge", "consistency", "sample", "judge", "evidence"})
 #: Steps that merge duplicates: their ``merged`` column is measured.
 MERGING_STEPS = frozenset({"dedup", "merge"})
 
@@ -126,6 +127,7 @@ def build_report(counts: Mapping[str, int], options: Mapping[str, object]) -> di
         "frequency": _histogram(counts, "pairs:frequency:"),
         "instantiate": _histogram(counts, "note:instantiate:"),
         "sample": _histogram(counts, "note:sample:"),
+        **({"decontaminate": found} if (found := _histogram(counts, "note:decontaminate:")) else {}),
         **generated_section(counts),
         **{section: found for section in ("judge", "evidence")  # --judge scores, --evidence written/none
            if (found := _histogram(counts, f"note:{section}:"))},
