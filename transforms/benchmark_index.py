@@ -276,7 +276,8 @@ class BenchmarkIndex:
         self.n = n
         self.entries = sorted(entries, key=lambda e: (e.path, e.position, e.label))
         self.by_sql: dict[str, int] = {}
-        self.by_gram: dict[tuple[str, ...], list[int]] = defaultdict(list)
+        # keyed by the 8-gram's hash (this process's only): a third of the memory of the word tuples
+        self.by_gram: dict[int, list[int]] = defaultdict(list)
         self.by_words: dict[tuple[str, ...], int] = {}  # questions shorter than n words
         self.gram_counts: list[int] = []
         for index, entry in enumerate(self.entries):
@@ -287,7 +288,7 @@ class BenchmarkIndex:
             self.gram_counts.append(len(grams))
             if grams:
                 for gram in grams:
-                    self.by_gram[gram].append(index)
+                    self.by_gram[hash(gram)].append(index)
             elif question_words:
                 self.by_words.setdefault(question_words, index)
 
@@ -325,7 +326,7 @@ class BenchmarkIndex:
             return None
         shared: dict[int, int] = defaultdict(int)
         for gram in ngrams(pair_words, self.n):
-            for index in self.by_gram.get(gram, ()):
+            for index in self.by_gram.get(hash(gram), ()):
                 shared[index] += 1
         exact = self.by_words.get(pair_words)
         candidates = [(count / self.gram_counts[index], -index) for index, count in shared.items()]
