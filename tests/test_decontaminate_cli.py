@@ -95,3 +95,13 @@ def test_a_benchmark_file_that_cannot_be_read_stops_the_run_before_it_starts(tmp
     code = main(["run", "--sql_logs", str(log), "--decontaminate", str(broken), "--output", str(tmp_path / "o")])
     assert code != 0
     assert f"--decontaminate {broken}: not JSON" in capsys.readouterr().err
+
+
+def test_an_output_prefix_that_would_overwrite_a_benchmark_file_is_refused(tmp_path, capsys):
+    benchmark = tmp_path / "out-benchmark.json"
+    benchmark.write_text('[{"question": "Q?", "query": "SELECT 1"}]')
+    log = tmp_path / "log.sql"
+    log.write_text("SELECT 1;\n")
+    code = main(["run", "--sql_logs", str(log), "--decontaminate", str(benchmark), "--output", str(tmp_path / "out")])
+    assert code != 0
+    assert f"would overwrite the input {benchmark} (--decontaminate)" in capsys.readouterr().err
