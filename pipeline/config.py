@@ -257,6 +257,10 @@ def _resolve(values: argparse.Namespace):
 
     generation = generation_settings(values, database=values.database if validate == "execute" else None,
                                      dialect=source or target)
+    from pipeline.settings_cot import cot_settings, with_sft_target
+
+    cot = cot_settings(values, database=values.database if validate == "execute" else None, dialect=source or target)
+    training = with_sft_target(values, training)
 
     report_options = {spec.name: getattr(values, spec.name) for spec in OPTION_SPECS}
     if report_options.get("database"):
@@ -308,6 +312,7 @@ def _resolve(values: argparse.Namespace):
         training=training,
         generation=generation,
         near_dup_threshold=values.near_dup_threshold,
+        cot=cot,
         decontaminate=decontaminate_settings(values, target_dialect=target, source_dialect=source),
     )
 

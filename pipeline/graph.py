@@ -14,6 +14,7 @@ import apache_beam as beam
 from transforms.core.record import DeadLetter, Record, dead_letter_to_json, record_to_json, without_timings
 from transforms.classify import ClassifyDifficulty
 from transforms.conversations import ReadConversations, WriteConversations
+from transforms.cot import CotSettings
 from transforms.dedup import DedupPairs
 from transforms.decontaminate import DecontaminateSettings
 from transforms.describe import DedupBeforeQuestions, DescribeQuestions, merges_after_questions
@@ -60,6 +61,7 @@ class JobConfig(NamedTuple):
     generation: Optional[GenerationSettings] = None  # personas, teachings, synthesis, evolution, round-trip check
     near_dup_threshold: float = 0.8  # --dedup exact|question-only: merge near-duplicate questions of one SQL
     spread_records: bool = True  # Reshuffle after reading; False only where one worker runs everything
+    cot: Optional[CotSettings] = None  # --cot N: execution-voted reasoning traces, the last paid step
     decontaminate: Optional[DecontaminateSettings] = None  # --decontaminate: pairs copying a benchmark out
 
 
@@ -123,6 +125,7 @@ def build(p: beam.Pipeline, config: JobConfig) -> dict[str, beam.PCollection]:
                      dedup=deduped, describe=described.records)
     validated, evolves = _evolve(described.records, teachings, config, hot_threshold, job)
     pairs = _merge_and_check(validated, teachings, config, evolves, job)
+    pairs = _chain_of_thought(pairs, config, job)
     _write(p, pairs, conversations, config, job)
     return {"pairs": pairs, "dead": job.dead_all, **{f"step_{k}": v for k, v in job.steps.items()}}
 
@@ -245,6 +248,20 @@ def _merge_and_check(validated: beam.PCollection, teachings: Optional[beam.PColl
         job.dead.append(capped.dead)
         job.notes.append(capped.notes)
     return pairs
+
+
+def _chain_of_thought(pairs: beam.PCollection, config: JobConfig, job: _Job) -> beam.PCollection:
+    """``--cot N``: N solutions per pair that will be written, voted by execution. Last, as the
+    costliest check: no pair another check drops is paid for, and its prompt sees their evidence."""
+    if config.cot is None:
+        return pairs
+    from transforms.cot import ExecutionVotedCot
+
+    voted = pairs | "ExecutionVotedCot" >> ExecutionVotedCot(config.cot)
+    job.dead.append(voted.dead)
+    job.notes.append(voted.notes)
+    job.steps["cot"] = voted.records
+    return voted.records
 
 
 def _write(p: beam.Pipeline, pairs: beam.PCollection, conversations: Optional[beam.PCollection],

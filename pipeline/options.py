@@ -268,6 +268,33 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("consistency_llm_api_key_env", "Name of an environment variable holding the round-trip model's "
                "API key (default: --llm_api_key_env for the same backend).",
                "Consistency API key environment variable", regex="^[A-Za-z_][A-Za-z0-9_]*$"),
+    # --cot (transforms/cot.py): N execution-voted step-by-step solutions per final pair
+    OptionSpec("cot", "Chain of thought, voted by execution (OmniSQL): a model (--cot_llm*) writes this many "
+               "step-by-step solutions per final pair from the question and the schema prompt, never the pair's "
+               "SQL, at --cot_temperature; each solution's SQL goes through the read-only guard and runs on "
+               "--database, and its result is a vote. The pair is kept when the gold's result has more votes than "
+               "any other result and at least --cot_min_valid solutions ran: it then carries reasoning (the "
+               "shortest trace whose SQL gave the gold's result), extra.cot (JSON text: n, valid, solved, the "
+               "votes per result hash), extra.cot_sql, extra.solve_rate and extra.exec_difficulty (the solve "
+               "rate as a level: DataFlow's thresholds 2/5/9 of 10). Else it is a dead letter (stage cot, "
+               "reason majority_disagrees with the vote table, or too_few_valid). N requests per final pair; "
+               "0: off.", "Chain-of-thought solutions per pair", default=0, type=_non_negative_int,
+               regex="^[0-9]+$"),
+    OptionSpec("cot_min_valid", "With --cot: solutions that must have run (parsed, passed the guard, executed) "
+               "for a pair's vote to count; fewer make the pair a dead letter (too_few_valid).",
+               "Minimum valid solutions", default=3, type=_positive_int, regex="^[1-9][0-9]*$"),
+    OptionSpec("cot_temperature", "With --cot: sampling temperature of the solutions, high enough for them to "
+               "differ (OmniSQL's 0.8).", "Chain-of-thought temperature", default=0.8, type=_non_negative_float),
+    OptionSpec("cot_llm", "Backend of the --cot model (default: --llm). A different backend does not inherit "
+               "--llm_model, --llm_endpoint or --llm_api_key_env.", "Chain-of-thought model backend",
+               choices=LLM_BACKENDS),
+    OptionSpec("cot_llm_model", "The --cot model's name (default: --llm_model for the same backend, else the "
+               "backend's default).", "Chain-of-thought model"),
+    OptionSpec("cot_llm_endpoint", "Base URL of the --cot model's API (default: --llm_endpoint for the same "
+               "backend).", "Chain-of-thought model endpoint"),
+    OptionSpec("cot_llm_api_key_env", "Name of an environment variable holding the --cot model's API key "
+               "(default: --llm_api_key_env for the same backend).", "Chain-of-thought API key environment variable",
+               regex="^[A-Za-z_][A-Za-z0-9_]*$"),
     OptionSpec("near_dup_threshold", "With --dedup exact or question-only: questions of one SQL whose word "
                "shingles have an estimated (MinHash) Jaccard similarity of at least this are merged as "
                "duplicates.", "Near-duplicate threshold", default=0.8, type=_fraction,
@@ -358,7 +385,13 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                "Sets go to PREFIX-dataset/<jsonl|parquet>/<set>/.", "Output formats", default="pairs",
                regex="^[a-z-]+(,[a-z-]+)*$"),
     OptionSpec("stage_by", "Also write one shard set per level for staged training, easiest first "
-               "(sets pairs-easy, sft-chat-hard, ... in PREFIX-dataset/).", "Stage by", choices=("difficulty",)),
+               "(sets pairs-easy, sft-chat-hard, ... in PREFIX-dataset/): difficulty (Spider's hardness of the "
+               "SQL) or exec_difficulty (how often the --cot solutions solved the question; needs --cot).",
+               "Stage by", choices=("difficulty", "exec_difficulty")),
+    OptionSpec("sft_target", "What the completions of sft-chat, prompt-completion and prompt-completion-chat "
+               "hold: sql (the query), or reasoning (the pair's --cot reasoning, then its SQL in a ```sql block; "
+               "the system message asks for steps, and the prompt ends in ### Answer). reasoning needs --cot.",
+               "SFT target", default="sql", choices=("sql", "reasoning")),
     OptionSpec("sft_sample_rows", "Sample rows per table shown (as comments) under the DDL in sft-chat, "
                "prompt-completion and DPO prompts; read from --database.", "Sample rows in prompts",
                default=0, type=_non_negative_int, regex="^[0-9]+$"),

@@ -58,6 +58,7 @@ import pyarrow.parquet as pq
 from transforms.core.vocab import dialect_name
 from transforms.core.record import Record, record_to_dict
 from transforms import schema_prompt, table_schema
+from transforms.sft_target import reasoning_fields
 from transforms.write import SPILL_CHARS, ExternalSorter, created_atomically, shard_name
 
 _LOGGER = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ REJECTS = "rejects"
 #: File types of the dataset folder: ``PREFIX-dataset/<kind>/<set>/train-NNNNN-of-NNNNN.<kind>``.
 JSONL, PARQUET_KIND = "jsonl", "parquet"
 #: What ``--stage_by`` can split by, and the stages of each, easiest first.
-STAGE_BY = ("difficulty",)
+STAGE_BY = ("difficulty", "exec_difficulty")  # Spider's hardness, or the --cot solve rate's level
 DIFFICULTY_STAGES = ("easy", "medium", "hard", "extra")
 
 #: ``transforms.synthesize.CURRICULUM``'s concepts as ``transforms.concepts`` tags, so the
@@ -242,6 +243,7 @@ def example_meta(record: Record) -> dict[str, Any]:
         "concepts": list(record.concepts),
         "source": record.source,
         "question_source": record.question_source,
+        "exec_difficulty": record.extra.get("exec_difficulty"),  # --cot: how often its solutions solved it
     }
 
 
@@ -320,9 +322,9 @@ def row_line(row: Mapping[str, Any]) -> str:
 
 
 def stage_of(row_meta: Mapping[str, Any], stage_by: str) -> Optional[str]:
-    """The stage a row belongs to (its difficulty), or None when it has none."""
-    if stage_by == "difficulty":
-        value = row_meta.get("difficulty")
+    """The stage a row belongs to (its difficulty, or its execution difficulty), or None when it has none."""
+    if stage_by in STAGE_BY:
+        value = row_meta.get(stage_by)
         return value if value in DIFFICULTY_STAGES else None
     raise ValueError(f"unknown --stage_by {stage_by!r}")
 
@@ -365,7 +367,8 @@ def set_prefix(output: str, fmt: str, stage: Optional[str] = None, kind: str = J
 
 _STRINGS = pa.list_(pa.string())
 _EXAMPLE_META = pa.struct([("db_id", pa.string()), ("difficulty", pa.string()), ("concepts", _STRINGS),
-                           ("source", pa.string()), ("question_source", pa.string())])
+                           ("source", pa.string()), ("question_source", pa.string()),
+                           ("exec_difficulty", pa.string())])
 _MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 DPO_META = pa.struct([
     ("record_id", pa.string()), ("db_id", pa.string()), ("difficulty", pa.string()), ("concepts", _STRINGS),
@@ -685,8 +688,9 @@ class _ToExampleFn(beam.DoFn):
 
     SKIPPED = "skipped"
 
-    def __init__(self, source: SchemaSource):
+    def __init__(self, source: SchemaSource, sft_target: str = "sql"):
         self.source = source
+        self.sft_target = sft_target
 
     def setup(self) -> None:
         self._lookup = SchemaLookup(self.source)
@@ -695,7 +699,10 @@ class _ToExampleFn(beam.DoFn):
         if not record.question:
             yield beam.pvalue.TaggedOutput(self.SKIPPED, "export:skipped:no_question")
             return
-        yield training_example(record, self._lookup.schema_text(record))
+        example = training_example(record, self._lookup.schema_text(record))
+        if self.sft_target == "reasoning" and record.reasoning:  # the --cot trace, then its SQL fenced
+            example = example._replace(**reasoning_fields(example.system, example.prompt, example.completion, record))
+        yield example
 
     def teardown(self) -> None:
         lookup = getattr(self, "_lookup", None)
@@ -754,6 +761,7 @@ class ExportSettings(NamedTuple):
     stage_by: Optional[str] = None
     schema: SchemaSource = SchemaSource()
     record_timings: bool = False
+    sft_target: str = "sql"  # or "reasoning": the --cot trace, then the SQL fenced (transforms.sft_target)
 
 
 def _pair_line(record_timings: bool) -> Callable[[Record], str]:
@@ -777,7 +785,7 @@ def _record_key(record: Record) -> str:
 
 
 def _record_meta(record: Record) -> Mapping[str, Any]:
-    return {"difficulty": record.difficulty}
+    return {"difficulty": record.difficulty, "exec_difficulty": record.extra.get("exec_difficulty")}
 
 
 def _row_meta(row: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -840,7 +848,8 @@ class WriteExports(beam.PTransform):
         dpo_chat = "dpo-chat" in s.formats and dpo is not None
         if wanted or dpo_chat:
             with_context = inputs.get("with_context", records)  # --context full: earlier turns joined back
-            examples = with_context | "ToTrainingExamples" >> beam.ParDo(_ToExampleFn(s.schema)).with_outputs(
+            to_examples = _ToExampleFn(s.schema, s.sft_target)
+            examples = with_context | "ToTrainingExamples" >> beam.ParDo(to_examples).with_outputs(
                 _ToExampleFn.SKIPPED, main="examples")
             counts.append(examples[_ToExampleFn.SKIPPED])
             builders = {"sft-chat": sft_chat_row, "prompt-completion": prompt_completion_row,

@@ -38,11 +38,12 @@ STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("sample", ("sample",)),
     ("judge", ("judge",)),  # a model scores each final pair (--judge; --judge_min drops)
     ("evidence", ("evidence",)),  # notes on the questions' domain terms (--evidence)
+    ("cot", ("cot",)),  # execution-voted reasoning traces (--cot), the last paid step
 )
 
 
 #: Steps that appear in the funnel only when they ran (the generators, --max_per_template).
-OPTIONAL_STEPS = frozenset({"decontaminate", "synthesize", "evolve", "merge", "consistency", "sample", "judge", "evidence"})
+OPTIONAL_STEPS = frozenset({"decontaminate", "synthesize", "evolve", "merge", "consistency", "sample", "cot", "judge", "evidence"})
 #: Steps that merge duplicates: their ``merged`` column is measured.
 MERGING_STEPS = frozenset({"dedup", "merge"})
 
@@ -127,6 +128,7 @@ def build_report(counts: Mapping[str, int], options: Mapping[str, object]) -> di
         "frequency": _histogram(counts, "pairs:frequency:"),
         "instantiate": _histogram(counts, "note:instantiate:"),
         "sample": _histogram(counts, "note:sample:"),
+        **({"cot": found} if (found := _histogram(counts, "note:cot:")) else {}),  # --cot solutions, levels
         **({"decontaminate": found} if (found := _histogram(counts, "note:decontaminate:")) else {}),
         **generated_section(counts),
         **{section: found for section in ("judge", "evidence")  # --judge scores, --evidence written/none
