@@ -399,11 +399,11 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                "(the tables the SQL reads, every column: the prompts as before), full (every table of the "
                "database, listed from --database or else from --schema, with its column comments), or noisy "
                "(OmniSQL style, so a model learns to pick tables: the referenced tables plus 1-4 distractor "
-               "tables, foreign-key neighbours first, each with its key columns and 10-100% of its other "
-               "columns; 30% of column comments dropped; up to 3 values per column that match the question's "
-               "words, read from the first 2,000 rows of each shown table of --database). Noisy choices are "
-               "seeded per pair by its id and --seed.", "Schema in prompts", default="referenced",
-               choices=("referenced", "noisy", "full")),
+               "tables, foreign-key neighbours first, each with its key columns and a tenth to all of its "
+               "other columns; each column comment dropped with probability 0.3; up to 3 values per column "
+               "that match the question's words, read from the first 2,000 rows of each shown table of "
+               "--database). Noisy choices are seeded per pair by its id and --seed.", "Schema in prompts",
+               default="referenced", choices=("referenced", "noisy", "full")),
     OptionSpec("input_licenses", "Licenses of the inputs, as free text for the dataset card (e.g. 'query logs: "
                "internal; Chinook: MIT').", "Input licenses"),
     # --- output ------------------------------------------------------------------------
