@@ -105,3 +105,35 @@ def test_an_output_prefix_that_would_overwrite_a_benchmark_file_is_refused(tmp_p
     code = main(["run", "--sql_logs", str(log), "--decontaminate", str(benchmark), "--output", str(tmp_path / "out")])
     assert code != 0
     assert f"would overwrite the input {benchmark} (--decontaminate)" in capsys.readouterr().err
+
+
+def test_questions_a_model_wrote_are_checked_too(tmp_path):
+    """--llm openai (the local fake server): where the model's question copies a benchmark question,
+    the pair is a dead letter; the model is still asked once per distinct SQL, before the check."""
+    from tests.conftest import REPO
+    from tests.llm_fake_server import Action, FakeLlmServer, default_answer
+
+    copied = "Which customers living in Brazil are listed with their first and last names?"
+    benchmark = tmp_path / "dev.json"
+    benchmark.write_text(json.dumps([{"question_id": 3, "db_id": "chinook", "question": copied,
+                                      "SQL": "SELECT 1 FROM nowhere"}]))
+
+    def answer(call):
+        if "country = 'Brazil'" in call.prompt:
+            return Action(text=json.dumps({"question": copied}))
+        return default_answer(call)
+
+    out = tmp_path / "out"
+    with FakeLlmServer(answer) as server:
+        code = main(["run", "--sql_logs", str(REPO / "examples" / "chinook_queries.sql"),
+                     "--database", f"sqlite:///{REPO / 'examples' / 'chinook.sqlite'}", "--timeout_s", "1",
+                     "--llm", "openai", "--llm_endpoint", server.url, "--decontaminate", str(benchmark),
+                     "--output", str(out), "--html_report=false"])
+    assert code == 0
+    dead = [d for d in _lines(f"{out}-rejects-00000-of-00001.jsonl") if d["stage"] == "decontaminate"]
+    assert dead and all(d["reason"] == "benchmark_question" and f"{benchmark}#3" in d["detail"] for d in dead)
+    assert all("country = 'Brazil'" in d["record"]["normalized_sql"] for d in dead)
+    pairs = _lines(f"{out}-00000-of-00001.jsonl")
+    assert pairs and not any("country = 'Brazil'" in p["normalized_sql"] for p in pairs)
+    report = json.loads(open(f"{out}-report.json", encoding="utf-8").read())
+    assert report["ok"] and len(server.calls) == len(pairs) + len(dead)  # one question per distinct SQL
