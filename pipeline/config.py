@@ -1,5 +1,9 @@
 """Options to the graph's ``JobConfig``: every input, database, dialect and output checked before
 anything runs (``resolve``); a user's mistake is a ``UserError``.
+
+Each stage's settings come from ``pipeline.settings`` (one module per area); with it, this is
+the only code that reads the parsed options or raises ``UserError`` (the stages below only
+receive settings: ``tests/test_config_boundary.py``).
 """
 
 from __future__ import annotations
@@ -168,11 +172,13 @@ def _resolve(values: argparse.Namespace):
     """``resolve`` without the translation of the adapters' errors."""
     from adapters.db import DatabaseMap, DatabaseUnavailable, open_executor
     from pipeline.graph import JobConfig
+    from pipeline.settings.generation import generation_settings
+    from pipeline.settings.questions import question_settings
+    from pipeline.settings.read import read_settings
+    from pipeline.settings.training import training_settings
     from pipeline.settings_decontaminate import decontaminate_settings
     from transforms.filter import FilterSettings, load_predicate, parse_tables
     from transforms.instantiate import InstantiateSettings
-    from transforms.questions import SEGMENT_CONTEXT
-    from transforms.read import ReadSettings
 
     if not values.output:
         raise UserError("--output PREFIX is required (e.g. --output out/pairs)")
@@ -192,9 +198,6 @@ def _resolve(values: argparse.Namespace):
                         "(or --synthesize_from_schema N with --database)")
     if values.schema:
         read_files.extend(("schema", path) for path in _check_patterns("schema", values.schema)[1])
-    if values.decontaminate:  # benchmark files are inputs too: --output must not overwrite them
-        read_files.extend(("decontaminate", path)
-                          for path in _check_patterns("decontaminate", values.decontaminate)[1])
     _check_inputs_not_overwritten(values, read_files)
 
     databases = None
@@ -241,26 +244,16 @@ def _resolve(values: argparse.Namespace):
             except DatabaseUnavailable as error:
                 raise UserError(f"database unavailable: {error}") from None
 
-    from transforms.questions import question_settings
-
     questions = question_settings(values, dialect=source or target,
                                   database=values.database if validate == "execute" else None)
-    from transforms.training import training_settings
-
     training = training_settings(values, dialect=source or target, output=values.output,
                                  database=values.database if validate == "execute" else None)
     from pipeline.settings_prompt_schema import with_prompt_schema
 
     training = with_prompt_schema(training, values)  # --prompt_schema: the schema exported prompts show
 
-    from transforms.generation_options import generation_settings
-
     generation = generation_settings(values, database=values.database if validate == "execute" else None,
                                      dialect=source or target)
-    from pipeline.settings_cot import cot_settings, with_sft_target
-
-    cot = cot_settings(values, database=values.database if validate == "execute" else None, dialect=source or target)
-    training = with_sft_target(values, training)
 
     report_options = {spec.name: getattr(values, spec.name) for spec in OPTION_SPECS}
     if report_options.get("database"):
@@ -271,18 +264,7 @@ def _resolve(values: argparse.Namespace):
     report_options["dialect"] = target
     return JobConfig(
         inputs=tuple(inputs),
-        read=ReadSettings(
-            format=values.sql_logs_format,
-            sql_field=values.sql_field,
-            question_field=values.question_field,
-            db_id_field=values.db_id_field,
-            tool_name=values.tool_name,
-            include_failures=values.include_failures,
-            # segmented: the model decides later, from a bounded window of the turns before each question
-            context=SEGMENT_CONTEXT if values.context == "segmented" else values.context,
-            dialect=source or target,
-            max_sql_bytes=values.max_sql_bytes,
-        ),
+        read=read_settings(values, dialect=source or target),
         target_dialect=target,
         source_dialect=source,
         database=values.database if validate == "execute" else None,
@@ -312,7 +294,6 @@ def _resolve(values: argparse.Namespace):
         training=training,
         generation=generation,
         near_dup_threshold=values.near_dup_threshold,
-        cot=cot,
         decontaminate=decontaminate_settings(values, target_dialect=target, source_dialect=source),
     )
 

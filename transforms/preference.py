@@ -513,40 +513,8 @@ class SamplePreferencePairs(beam.PTransform):
 
 
 # ---------------------------------------------------------------------------------------------
-# Options → settings, and the weak model's share of the report's usage section
+# The weak model's share of the report's usage section
 # ---------------------------------------------------------------------------------------------
-
-
-def preference_settings(values: Any, *, database: Optional[str], schema: SchemaSource) -> Optional[PreferenceSettings]:
-    """``PreferenceSettings`` from the parsed options, or None without ``--preference``.
-
-    Raises ``transforms.core.errors.UserError`` for combinations that cannot work.
-    """
-    from transforms.core.errors import UserError
-    from transforms.execute import default_max_connections
-    from transforms.llm_options import check_model, model_settings
-
-    if not values.preference:
-        return None
-    if not database:
-        raise UserError("--preference executes the weak model's SQL: give --database (and --validate execute)")
-    if not values.weak_llm:
-        raise UserError("--preference needs a weak model: --weak_llm openai (with --weak_llm_endpoint for a local "
-                        "server) or --weak_llm gemini")
-    llm = model_settings(values, "weak_llm", temperature=values.weak_temperature,
-                         max_output_tokens=WEAK_MAX_OUTPUT_TOKENS)
-    check_model("--weak_llm", llm)
-    return PreferenceSettings(
-        llm=llm,
-        database=database,
-        samples=values.samples,
-        knobs=PairKnobs(neg_filter=values.dpo_neg_filter, neg_limit=values.dpo_neg_limit,
-                        keep_gold=bool(values.dpo_keep_gold), dedup=bool(values.dpo_dedup)),
-        database_settings={"timeout_s": values.timeout_s, "max_rows": values.max_rows,
-                           "password_env": values.database_password_env},
-        max_connections=values.max_connections or default_max_connections(),
-        schema=schema,
-    )
 
 
 def weak_llm_usage(result: Any, settings: PreferenceSettings,

@@ -407,7 +407,7 @@ class WriteQuestions(beam.PTransform):
 
 
 # ---------------------------------------------------------------------------------------------
-# Options → settings, and the report's usage section
+# The ``--question_styles`` parser, and the report's usage section
 # ---------------------------------------------------------------------------------------------
 
 
@@ -426,41 +426,6 @@ def parse_styles(value: Optional[str]) -> tuple[str, ...]:
     if unknown:
         raise ValueError(f"unknown question style(s) {', '.join(unknown)}; expected {', '.join(STYLES)} or all")
     return styles
-
-
-def question_settings(values: Any, *, dialect: Optional[str], database: Optional[str]) -> Optional[QuestionSettings]:
-    """``QuestionSettings`` from the parsed options, or None for ``--llm rules`` (the rules writer).
-
-    Raises ``transforms.core.errors.UserError`` for combinations that cannot work, before any
-    pipeline starts.
-    """
-    from transforms.core.errors import UserError
-    from transforms.llm_options import check_model, model_settings
-    from transforms.read import split_patterns
-
-    try:
-        styles = parse_styles(values.question_styles)
-    except ValueError as error:
-        raise UserError(f"--question_styles: {error}") from None
-    if values.llm == "rules":
-        if values.context == "segmented":
-            raise UserError("--context segmented needs a model: add --llm gemini or --llm openai")
-        if styles:
-            raise UserError("--question_styles needs a model: add --llm gemini or --llm openai")
-        return None
-    llm = model_settings(values)
-    check_model("--llm", llm)
-    return QuestionSettings(
-        llm=llm,
-        per_sql=values.questions_per_sql,
-        styles=styles,
-        schema_patterns=tuple(split_patterns(values.schema)),
-        schema_dialect=dialect,
-        database=database,
-        database_settings={"timeout_s": values.timeout_s, "max_rows": 100,
-                           "password_env": values.database_password_env},
-        context=values.context,
-    )
 
 
 def llm_usage(result: Any, settings: QuestionSettings) -> Optional[dict[str, Any]]:

@@ -26,7 +26,7 @@ import gzip
 import io
 import os
 import re
-from typing import Any, Iterator, Mapping, NamedTuple, Optional, Sequence, Union
+from typing import Any, Iterator, NamedTuple, Optional, Sequence, Union
 
 import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes, FileMetadata
@@ -383,8 +383,3 @@ class ReadInputs(beam.PTransform):
 def split_patterns(value: Optional[str]) -> list[str]:
     """``"a/*.sql, b.jsonl"`` → ``["a/*.sql", "b.jsonl"]``."""
     return [p.strip() for p in (value or "").split(",") if p.strip()]
-
-
-def settings_from(options: Mapping[str, Any]) -> ReadSettings:
-    """ReadSettings from the job's option values."""
-    return ReadSettings(**{k: options[k] for k in ReadSettings._fields if options.get(k) is not None})

@@ -32,10 +32,7 @@ from transforms.exports import (
     EXAMPLE_FORMATS,
     FORMATS,
     PARQUET,
-    PREFERENCE_FORMATS,
-    STAGE_BY,
     ExportSettings,
-    SchemaSource,
     WriteExports,
     row_line,
     set_name,
@@ -46,7 +43,6 @@ from transforms.preference import (
     OUTCOMES,
     PreferenceSettings,
     SamplePreferencePairs,
-    preference_settings,
     samples_row,
 )
 from transforms.write import WriteJsonShards, write_text_file
@@ -235,7 +231,7 @@ class WriteTrainingData(beam.PTransform):
 
 
 # ---------------------------------------------------------------------------------------------
-# Options → settings
+# The ``--format`` parser
 # ---------------------------------------------------------------------------------------------
 
 
@@ -253,53 +249,3 @@ def parse_formats(value: Optional[str]) -> tuple[tuple[str, ...], bool]:
         raise ValueError(f"unknown format(s) {', '.join(unknown)}; expected {', '.join(FORMATS)} and/or {PARQUET}")
     formats = ["pairs"] + [f for f in FORMATS if f in names and f != "pairs"]
     return tuple(formats), PARQUET in names
-
-
-def training_settings(values: Any, *, dialect: Optional[str], database: Optional[str],
-                      output: str) -> Optional[TrainingSettings]:
-    """``TrainingSettings`` from the options, or None when only the plain pairs are wanted.
-
-    ``database`` is the ``--database`` spec when queries are executed (``--validate execute``).
-    Raises ``transforms.core.errors.UserError`` for combinations that cannot work.
-    """
-    from transforms.core.errors import UserError
-    from transforms.read import split_patterns
-
-    try:
-        formats, parquet = parse_formats(values.format)
-    except ValueError as error:
-        raise UserError(f"--format: {error}") from None
-    if values.stage_by and values.stage_by not in STAGE_BY:
-        raise UserError(f"--stage_by {values.stage_by!r}: expected {', '.join(STAGE_BY)}")
-    if values.preference and "dpo" not in formats:
-        formats = tuple(f for f in FORMATS if f in formats or f == "dpo")
-    wants_preference = [f for f in formats if f in PREFERENCE_FORMATS]
-    if wants_preference and not values.preference:
-        raise UserError(f"--format {'/'.join(wants_preference)} needs --preference (DPO pairs come from the weak "
-                        "model's samples)")
-    schema = SchemaSource(
-        patterns=tuple(split_patterns(values.schema)),
-        dialect=dialect,
-        database=database,
-        database_settings={"timeout_s": values.timeout_s, "max_rows": 100, "password_env": values.database_password_env},
-        sample_rows=values.sft_sample_rows,
-    )
-    if values.sft_sample_rows and not database:
-        raise UserError("--sft_sample_rows reads rows from --database: give one (with --validate execute)")
-    with_ddl = [f for f in formats if f in (*EXAMPLE_FORMATS, "dpo-chat")]
-    if with_ddl and not schema.available:
-        raise UserError(f"--format {'/'.join(with_ddl)} put the tables' DDL in the prompt: give --schema DDL "
-                        "files or --database")
-    preference = preference_settings(values, database=database, schema=schema)
-    if formats == ("pairs",) and not parquet and not values.stage_by and preference is None:
-        return None
-    exports = ExportSettings(
-        output=output,
-        num_shards=values.num_shards,
-        formats=formats,
-        parquet=parquet,
-        stage_by=values.stage_by,
-        schema=schema,
-        record_timings=values.record_timings,
-    )
-    return TrainingSettings(exports=exports, preference=preference)

@@ -1,48 +1,32 @@
-"""Options -> ``GenerationSettings``: the generators' option checks, as one-line user errors.
+"""Options → ``GenerationSettings``: the generators' option checks, as one-line user errors.
 
-Split from ``transforms.generation`` because it needs the generators' own parsers
-(``--depth_techniques``, ``--personas_file``, ``--teachings``), while the generators import
-the settings and helpers of ``transforms.generation``: kept in one module, they made an
-import cycle. This module sits above both; nothing in ``transforms`` imports it.
+The generators (synthesis, evolution, personas, teachings, the round-trip check) share one
+``GenerationSettings``; their own parsers (``--depth_techniques``, ``--personas_file``,
+``--teachings``) are pure functions in ``transforms`` that raise ``ValueError`` or
+``OSError``, named here with the option that gave the value.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional
+import argparse
+from typing import Optional
 
-from adapters.llm import LlmSettings
+from pipeline.settings.llm import check_model, consistency_llm_settings, model_settings
 from transforms.catalog import targets as database_targets
 from transforms.core.errors import UserError
 from transforms.evolve import parse_techniques
 from transforms.generation import GenerationSettings
-from transforms.llm_options import check_model, model_settings
 from transforms.personas import load_personas_file
 from transforms.read import split_patterns
 from transforms.teachings import load_teachings_file
 
 
-def consistency_llm_settings(values: Any, llm: LlmSettings) -> LlmSettings:
-    """The round-trip model: ``--consistency_llm*`` where given, else the ``--llm*`` settings; temperature 0.
-
-    A different backend does not inherit ``--llm_model``, ``--llm_endpoint`` or
-    ``--llm_api_key_env`` (they belong to the other provider).
-    """
-    backend = values.consistency_llm or llm.backend
-    same = backend == llm.backend
-    return llm._replace(
-        backend=backend,
-        model=values.consistency_llm_model or (llm.model if same else None),
-        endpoint=values.consistency_llm_endpoint or (llm.endpoint if same else None),
-        api_key_env=values.consistency_llm_api_key_env or (llm.api_key_env if same else None),
-        temperature=0.0,
-    )
-
-
-def generation_settings(values: Any, *, database: Optional[str], dialect: Optional[str]) -> Optional[GenerationSettings]:
+def generation_settings(values: argparse.Namespace, *, database: Optional[str],
+                        dialect: Optional[str]) -> Optional[GenerationSettings]:
     """``GenerationSettings`` from the parsed options, or None when no generator is asked for.
 
     ``database`` is the ``--database`` spec when queries are executed (``--validate
-    execute``), else None. Raises ``transforms.core.errors.UserError``.
+    execute``), else None. Raises ``UserError``.
     """
     wanted = {
         "--synthesize_from_schema": values.synthesize_from_schema,
