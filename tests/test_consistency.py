@@ -12,7 +12,7 @@ from test_evolve import validated
 from adapters.db import open_executor
 from transforms.core.errors import UserError
 from transforms.consistency import RoundTripConsistency, judge
-from transforms.generation_options import consistency_llm_settings
+from pipeline.settings.llm import consistency_llm_settings
 
 CHINOOK = REPO / "examples" / "chinook.sqlite"
 Q_COUNT = "How many invoices were billed to Germany?"

@@ -4,12 +4,12 @@ Synthesis (``transforms.synthesize``), evolution (``transforms.evolve``), person
 teachings and the round-trip check (``transforms.consistency``) all need a model, the
 databases (every new SQL is executed) and the same prompt context. ``GenerationSettings``
 carries all of it as plain values, so it pickles into the job graph without a client,
-connection or secret in it; ``transforms.generation_options.generation_settings`` builds it
+connection or secret in it; ``pipeline.settings.generation.generation_settings`` builds it
 from the options and refuses, as one-line user errors, combinations that cannot work.
 
 This module imports none of the generators, so they can all import it: the settings and
-helpers they share live here, and the option parsing (which needs the generators' own
-parsers) lives in ``transforms.generation_options``, above them.
+helpers they share live here, and turning options into them lives in
+``pipeline.settings.generation``.
 
 Offline (``--llm rules``) the generators refuse to run: rules cannot write new questions
 or SQL worth training on, and a deterministic imitation would flood the data with one
