@@ -23,10 +23,11 @@ measure memory, not skill. A pair is *contaminated* by a benchmark item when eit
   threshold (``--decontaminate_threshold``, default ``DEFAULT_THRESHOLD`` = 0.8).
 
 Why 8 words and 0.8: on the 317 distinct questions of Defog's sql-eval files (mean 18
-words), every pair of different questions scores under 0.8 except a question and its
-copy with a clause added (0.88, and 1.0 for three instruct variants that append an
-instruction); with 5-grams, one-word changes ("in each city" / "in each region") already
-score 0.8. One changed word in a 14-word question leaves 2 of 7 8-grams: 0.29.
+words), every pair of different questions scores under 0.8 except real copies (a question
+and its copy with a clause added: 0.88; three that reappear with an instruction appended:
+1.0); with 5-grams, one-word changes ("in each city" / "in each region") already score
+0.8. Where a changed word sits matters: in the middle of a 14-word question it leaves none
+of the seven 8-grams (0.0), as its last word six of them (0.86, a copy at the default).
 
 Benchmark files (``read_benchmark``), told apart by extension (``.gz``/``.bz2`` allowed):
 
