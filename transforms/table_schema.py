@@ -26,6 +26,12 @@ _LOGGER = logging.getLogger(__name__)
 #: Sample rows shown per table, and characters per sample value.
 SAMPLE_ROWS = 3
 SAMPLE_CHARS = 40
+#: A column's comment beside its ``information_schema.columns`` row, where the database keeps one.
+_COLUMN_COMMENT_SQL = {
+    "postgres": "col_description((quote_ident(table_schema) || '.' || quote_ident(table_name))::regclass, "
+                "ordinal_position)",
+    "mysql": "column_comment",
+}
 
 
 class Column(NamedTuple):
@@ -272,7 +278,8 @@ def _run(executor: Any, sql: str) -> tuple[Sequence[str], list[Sequence[Any]]]:
 def introspect_table(executor: Any, name: str) -> Optional[Table]:
     """Columns, types and sample rows of table ``name`` from the database, or None.
 
-    Types come from ``pragma_table_info`` (SQLite) or ``information_schema.columns``;
+    Types come from ``pragma_table_info`` (SQLite) or ``information_schema.columns`` (with the
+    column comments of PostgreSQL and MySQL);
     sample values from ``SELECT * FROM name LIMIT 3``. Failures (no such table, no
     catalogue access) give what could be read, never an exception.
     """
@@ -294,10 +301,11 @@ def introspect_table(executor: Any, name: str) -> Optional[Table]:
             where = f"lower(table_name) = {exp.Literal.string(parts[-1].lower()).sql(dialect)}"
             if len(parts) > 1:
                 where += f" AND lower(table_schema) = {exp.Literal.string(parts[-2].lower()).sql(dialect)}"
-            sql = (f"SELECT column_name, data_type FROM information_schema.columns WHERE {where} "
+            comment = _COLUMN_COMMENT_SQL.get(dialect, "''")
+            sql = (f"SELECT column_name, data_type, {comment} FROM information_schema.columns WHERE {where} "
                    "ORDER BY ordinal_position")
             _, rows = _run(executor, sql)
-            columns = [Column(str(r[0]), str(r[1] or "")) for r in rows]
+            columns = [Column(str(r[0]), str(r[1] or ""), comment=str(r[2] or "")) for r in rows]
     except Exception as error:  # noqa: BLE001 - types are optional
         _LOGGER.debug("no catalogue entry for %s: %s", name, error)
     samples: tuple[tuple[str, ...], ...] = ()
