@@ -198,6 +198,9 @@ def _resolve(values: argparse.Namespace):
                         "(or --synthesize_from_schema N with --database)")
     if values.schema:
         read_files.extend(("schema", path) for path in _check_patterns("schema", values.schema)[1])
+    if values.decontaminate:  # benchmark files are inputs too: --output must not overwrite them
+        read_files.extend(("decontaminate", path)
+                          for path in _check_patterns("decontaminate", values.decontaminate)[1])
     _check_inputs_not_overwritten(values, read_files)
 
     databases = None
