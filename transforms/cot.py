@@ -355,6 +355,15 @@ class ExecutionVotedCot(beam.PTransform):
     def expand(self, records):
         s = self.settings
         handler = LlmModelHandler(s.llm, requests_per_task=s.samples)
-        voted = records | "SolveAndVote" >> AskModel(_CotTasksFn(s), handler, _VoteFn(s), tags=(DEAD, NOTES),
-                                                     count_records=True)
-        return CotOutputs(voted["records"], voted[DEAD], voted[NOTES])
+        asked = records | "WriteSolutions" >> AskModel(_CotTasksFn(s), handler, _as_is, main="replies",
+                                                       count_records=True)
+        # apart from the model calls, so the next batch's requests never wait for this one's queries
+        voted = (asked["replies"]
+                 | "SpreadReplies" >> beam.Reshuffle()
+                 | "VoteByExecution" >> beam.ParDo(_VoteFn(s)).with_outputs(DEAD, NOTES, main="records"))
+        dead = (asked[DEAD], voted[DEAD]) | "CotDead" >> beam.Flatten()
+        return CotOutputs(voted.records, dead, voted[NOTES])
+
+
+def _as_is(reply: ModelReply) -> Iterator[ModelReply]:
+    yield reply
