@@ -1,7 +1,9 @@
 """A local HTTP server that speaks Gemini's and OpenAI's REST APIs, with injectable faults.
 
 Used by ``tests/test_llm_*.py`` (in a thread) and ``bench/bench_llm.py`` (as a
-subprocess: ``python tests/llm_fake_server.py --latency 0.2`` prints its port). It serves
+subprocess: ``python tests/llm_fake_server.py --latency 0.2`` prints its port; with
+``--solutions FILE`` it answers the ``--cot``, ``--judge`` and ``--evidence`` prompts too,
+see ``stage_answers``). It serves
 
 * ``POST /v1beta1/projects/{p}/locations/{l}/publishers/google/models/{m}:generateContent``
   (Vertex AI, what ``genai.Client(vertexai=True, project, location)`` calls),
@@ -27,7 +29,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, Mapping, NamedTuple, Optional
 
 _GEMINI_VERTEX = re.compile(
     r"^/v1beta1/projects/[^/]+/locations/[^/]+/publishers/google/models/([^/:]+):generateContent$")
@@ -68,6 +70,42 @@ def default_answer(call: Call) -> Action:
     if "standalone_question" in call.prompt:
         return Action(text=json.dumps({"changes_topic": False, "standalone_question": default_question(call.prompt)}))
     return Action(text=json.dumps({"question": default_question(call.prompt)}))
+
+
+#: How the prompts of the job's pair-checking stages begin (adapters/llm/prompts/{cot,judge}.txt) or what
+#: they ask (evidence.txt): ``stage_answers`` tells them apart by these.
+COT_PROMPT = "Solve this question with one"
+JUDGE_PROMPT = "Grade this question/SQL pair"
+EVIDENCE_PROMPT = "Write the evidence this question needs"
+
+
+def stage_answers(solutions: Mapping[str, str]) -> Callable[[Call], Action]:
+    """An ``answer`` that replies validly to the prompts of ``--cot``, ``--judge`` and ``--evidence`` too.
+
+    For benchmarks of whole jobs (``bench/bench_llm.py``), where every request must succeed so
+    that only the request machinery is measured: a ``--cot`` solution is ``solutions[question]``
+    (the SQL the bench knows answers it; ``SELECT 1`` for a question it does not know) with a
+    one-line reasoning; the judge gives every pair 4s; the evidence names the first table the
+    pair's SQL reads (so it passes the grounding check), or none when it reads no table. Any other
+    prompt gets ``default_answer``.
+    """
+    def answer(call: Call) -> Action:
+        prompt = call.prompt
+        if prompt.startswith(COT_PROMPT):
+            found = re.search(r"^Question: (.*)$", prompt, re.MULTILINE)
+            question = found.group(1).strip() if found else ""
+            return Action(text=json.dumps({"reasoning": f"Find what the question asks for: {question}",
+                                           "sql": solutions.get(question, "SELECT 1")}))
+        if prompt.startswith(JUDGE_PROMPT):
+            return Action(text=json.dumps({"fluency": 4, "alignment": 4, "schema_use": 4, "reason": ""}))
+        if EVIDENCE_PROMPT in prompt:
+            table = re.search(r"SQL that answers it:\n.*?\bFROM\s+([A-Za-z_][A-Za-z0-9_]*)", prompt,
+                              re.DOTALL | re.IGNORECASE)
+            evidence = f"the records refers to rows of {table.group(1)}" if table else ""
+            return Action(text=json.dumps({"evidence": evidence}))
+        return default_answer(call)
+
+    return answer
 
 
 def _prompt_of(api: str, body: dict[str, Any]) -> str:
@@ -246,8 +284,11 @@ class FakeLlmServer:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency", type=float, default=0.2, help="seconds before every reply")
+    parser.add_argument("--solutions", type=argparse.FileType("r", encoding="utf-8"),
+                        help="JSON object question -> SQL: answer every stage's prompt with stage_answers(it)")
     args = parser.parse_args(argv)
-    server = FakeLlmServer(latency_s=args.latency)
+    answer = stage_answers(json.load(args.solutions)) if args.solutions else default_answer
+    server = FakeLlmServer(answer, latency_s=args.latency)
     print(server.port, flush=True)
     try:
         server._server.serve_forever()
