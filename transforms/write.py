@@ -10,17 +10,20 @@ A shard is sorted with bounded memory (``ExternalSorter``: sorted runs of 64 MB 
 lines spill to the worker's local disk and are merged while the file is streamed
 out), so a worker writing a 10 GB shard holds no more than one that writes 10 MB.
 
-``copy_prefix`` writes every shard a second time under another name in the same pass (the
-sorted lines are produced once and each chunk goes to both files): the pairs keep their
+``copy_prefix`` puts every shard a second time under another name: the pairs keep their
 ``PREFIX-NNNNN-of-NNNNN.jsonl`` names and also sit, byte for byte the same, inside the
-self-contained Hugging Face dataset folder (``transforms.exports.dataset_dir``).
+self-contained Hugging Face dataset folder (``transforms.exports.dataset_dir``). On local
+disk the second name is a hard link to the first file (the bytes are on disk once);
+elsewhere the sorted lines are produced once and each chunk goes to both files.
 """
 
 from __future__ import annotations
 
 import contextlib
 import heapq
+import os
 import pickle
+import shutil
 import tempfile
 import uuid
 import zlib
@@ -74,7 +77,17 @@ def write_lines_file(path: str, lines: Iterable[str], newline: str = "\n") -> No
 
 
 def write_lines_files(paths: Sequence[str], lines: Iterable[str], newline: str = "\n") -> None:
-    """``write_lines_file`` into every one of ``paths`` at once: the same bytes, one pass over ``lines``."""
+    """``write_lines_file`` into every one of ``paths`` at once: the same bytes, one pass over ``lines``.
+
+    On local disk the file is written once and the other paths are hard links to it
+    (``same_file_at``): the dataset folder's copy of the pairs costs no second copy of
+    the bytes. Elsewhere (``gs://``, a disk without links) every path is written.
+    """
+    if len(paths) > 1 and all(_is_local(path) for path in paths):
+        write_lines_files(paths[:1], lines, newline)
+        for path in paths[1:]:
+            same_file_at(paths[0], path)
+        return
     with contextlib.ExitStack() as stack:
         handles = [stack.enter_context(created_atomically(path)) for path in paths]
         buffer: list[str] = []
@@ -92,6 +105,27 @@ def write_lines_files(paths: Sequence[str], lines: Iterable[str], newline: str =
             chunk = "".join(buffer).encode("utf-8")
             for handle in handles:
                 handle.write(chunk)
+
+
+def _is_local(path: str) -> bool:
+    return "://" not in path
+
+
+def same_file_at(source: str, path: str) -> None:
+    """Make local ``path`` hold ``source``'s bytes: a hard link (no second copy on disk), or a
+    copy where the disk has no links; put in place atomically, like ``created_atomically``."""
+    temporary = f"{path}.tmp-{uuid.uuid4().hex}"
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    try:
+        try:
+            os.link(source, temporary)
+        except OSError:  # another device, or a filesystem without hard links
+            shutil.copyfile(source, temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        raise
 
 
 class ExternalSorter:
