@@ -14,11 +14,13 @@ with the defaults (only ``--html_report=false``: the plots page adds ~2 s of mat
 is not the job) as a subprocess and prints, per size:
 
 * wall s — start to exit of the job's process;
+* cpu s — the job process's user + system CPU time (``os.wait4``; the database server's is not
+  in it): steadier than wall time on a machine that runs other work too;
 * peak RSS MB — the job process's ``ru_maxrss`` (``os.wait4``);
 * pairs ÷ in — the pairs file over the input file's bytes;
 * out ÷ in — the job's JSONL outputs (pairs, dead letters, conversations with ``--context full``);
-* all ÷ in — every byte under the output folder (also the report and the ``PREFIX-dataset/`` sets,
-  which hold a second copy of the pairs).
+* all ÷ in — every byte on disk under the output folder (also the report and the ``PREFIX-dataset/``
+  sets, whose ``pairs`` set is the pairs shards again: hard links on local disk, counted once).
 
 Targets (issue 15): 10,000 calls under 3 s wall, under 600 MB, output at most 2× the input;
 50,000 calls under 9 s. Chinook is loaded into the local PostgreSQL when it is absent.
@@ -94,8 +96,9 @@ def write_conversation(path: Path, calls: int, seed: int = 15) -> dict[str, int]
     return {"calls": calls, "distinct_sql": len(set(used)), "failed_calls": failed}
 
 
-def run_job(command: list[str]) -> tuple[float, float, int]:
-    """``(wall s, peak RSS MB, exit status)`` of one job process."""
+def run_job(command: list[str]) -> tuple[float, float, float]:
+    """``(wall s, peak RSS MB, CPU s)`` of one job process (CPU: user + system, the job's process only;
+    the database server's work is not in it)."""
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     stderr = process.stderr.read()
@@ -104,15 +107,16 @@ def run_job(command: list[str]) -> tuple[float, float, int]:
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         sys.exit(f"bench_chat: the job failed ({code}):\n{stderr.decode(errors='replace')[-3000:]}")
-    return wall, usage.ru_maxrss / 1024, code
+    return wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 def _bytes_under(prefix: Path) -> tuple[int, int, int]:
-    """(pairs bytes, pairs + dead letters + conversations bytes, every output byte) for an output prefix."""
+    """(pairs bytes, pairs + dead letters + conversations bytes, every output byte on disk) for an output
+    prefix; a file under two names (the dataset folder's hard link to the pairs) counts once."""
     pairs = sum(p.stat().st_size for p in prefix.parent.glob(f"{prefix.name}-0*-of-*.jsonl"))
     jsonl = sum(p.stat().st_size for p in prefix.parent.glob(f"{prefix.name}-*-of-*.jsonl"))
-    total = sum(p.stat().st_size for p in prefix.parent.rglob("*") if p.is_file())
-    return pairs, jsonl, total
+    files = {(s.st_dev, s.st_ino): s.st_size for s in (p.stat() for p in prefix.parent.rglob("*") if p.is_file())}
+    return pairs, jsonl, sum(files.values())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -127,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     compile_project()
     targets = {10_000: 3.0, 50_000: 9.0}
     print(f"{'calls':>7} {'distinct':>8} {'failed':>6} {'input MB':>8} {'pairs':>6} {'dead':>5} {'merged':>6} "
-          f"{'wall s':>7} {'peak MB':>8} {'pairs/in':>8} {'out/in':>7} {'all/in':>7}  target")
+          f"{'wall s':>7} {'cpu s':>6} {'peak MB':>8} {'pairs/in':>8} {'out/in':>7} {'all/in':>7}  target")
     for calls in (int(c) for c in args.calls.split(",")):
         chat = WORK_DIR / f"conversation-{calls}.json"
         shape = write_conversation(chat, calls)
@@ -138,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
         out = out_dir / "pairs"
         command = [sys.executable, "-m", "pipeline", "run", "--chat_history", str(chat), "--database", args.database,
                    "--output", str(out), "--html_report=false", *job_args]
-        wall, peak_mb, _ = run_job(command)
+        wall, peak_mb, cpu = run_job(command)
         report = json.loads(Path(f"{out}-report.json").read_text(encoding="utf-8"))["accounting"]
         size = chat.stat().st_size
         pairs_bytes, out_bytes, all_bytes = _bytes_under(out)
@@ -150,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
                                                                       else ")")
         print(f"{calls:>7} {shape['distinct_sql']:>8} {shape['failed_calls']:>6} {size / 1e6:>8.1f} "
               f"{report['pairs_written']:>6} {report['dead_letters']:>5} {report['merged_duplicates']:>6} "
-              f"{wall:>7.2f} {peak_mb:>8.0f} {pairs_bytes / size:>8.2f} {out_bytes / size:>7.2f} {all_bytes / size:>7.2f}  "
+              f"{wall:>7.2f} {cpu:>6.2f} {peak_mb:>8.0f} {pairs_bytes / size:>8.2f} {out_bytes / size:>7.2f} {all_bytes / size:>7.2f}  "
               f"{verdict}")
     print(f"job: python -m pipeline run --chat_history FILE --database {args.database} --output … --html_report=false "
           + " ".join(job_args) + f"; {os.cpu_count()} CPUs")
