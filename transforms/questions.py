@@ -13,8 +13,9 @@ With ``context='segmented'``, chat records (a question plus earlier turns) are a
 instead whether the question starts a new topic; a follow-up is rewritten as a
 standalone question. Either way the pair comes out standalone (``context`` empty).
 
-Calls go through ``RunInference`` with ``adapters.llm.handler.LlmModelHandler``:
-concurrent, retried, throttled, cached and metered there. Records that already have a
+Calls go through ``transforms.llm_stage.AskModel`` (``RunInference`` with
+``adapters.llm.handler.LlmModelHandler``): concurrent, retried, throttled, cached and
+metered there. Records that already have a
 question pass straight through.
 
 The graph runs this after execute → filter → dedup (``transforms.describe``), so it sees
@@ -33,7 +34,6 @@ import re
 from typing import Any, Iterator, Mapping, NamedTuple, Optional, Sequence
 
 import apache_beam as beam
-from apache_beam.ml.inference.base import PredictionResult, RunInference
 
 from adapters.llm import LlmSettings
 from adapters.llm.handler import LlmModelHandler, LlmOutcome, LlmTask
@@ -42,6 +42,7 @@ from transforms.core.vocab import dialect_name
 from transforms.core.record import Record
 from transforms import table_schema
 from transforms.common import DEAD, count, reject
+from transforms.llm_stage import AskModel, ModelReply, failed_reply
 from transforms.question_backend_rules import RulesBackend
 
 _LOGGER = logging.getLogger(__name__)
@@ -51,8 +52,6 @@ STAGE = "llm"
 #: What the chat reader keeps with ``--context segmented``: the model decides from the last few
 #: turns whether a question follows on from them (bounded: never the whole conversation).
 SEGMENT_CONTEXT = "window:6"
-#: Counters ``llm.<stage>.records``: the records that reached a model stage (beside its requests).
-LLM_PREFIX = "llm."
 #: OmniSQL's question styles, with the instruction each adds to the prompt.
 STYLES: dict[str, str] = {
     "formal": "formal, precise English, as in a written report request",
@@ -297,10 +296,8 @@ class _BuildTasksFn(beam.DoFn):
     def process(self, record: Record) -> Iterator:
         try:
             if _needs_segmenting(record, self.settings):
-                count(f"{LLM_PREFIX}segment.records")
                 yield segment_task(record)
             else:
-                count(f"{LLM_PREFIX}questions.records")
                 yield question_task(record, self._tables(record), self.settings)
         except Exception as error:  # noqa: BLE001 - never lose the record
             yield reject(STAGE, "prompt_failed", f"{type(error).__name__}: {str(error)[:300]}", record)
@@ -311,14 +308,14 @@ class _BuildTasksFn(beam.DoFn):
 
 
 class _ApplyRepliesFn(beam.DoFn):
-    """``PredictionResult(task, outcomes)`` → the record with its question, or a dead letter."""
+    """``ModelReply(context, outcomes)`` → the record with its question, or a dead letter."""
 
     def __init__(self, settings: QuestionSettings):
         self.model_label = f"{settings.llm.backend}:{settings.llm.model_name}"
 
-    def process(self, result: PredictionResult) -> Iterator:
-        kind, record, style = result.example.context
-        outcomes: Sequence[LlmOutcome] = result.inference
+    def process(self, reply: ModelReply) -> Iterator:
+        kind, record, style = reply.context
+        outcomes = reply.outcomes
         if kind == "segment":
             yield from self._segment(record, outcomes[0])
             return
@@ -349,7 +346,7 @@ class _ApplyRepliesFn(beam.DoFn):
 
     def _segment(self, record: Record, outcome: LlmOutcome) -> Iterator:
         if outcome.error:
-            yield reject(STAGE, outcome.error, f"segmenting: {outcome.detail}", record)
+            yield failed_reply(STAGE, outcome, record, detail_prefix="segmenting: ")
             return
         extra = dict(record.extra)
         if outcome.value.get("changes_topic"):
@@ -395,15 +392,14 @@ class WriteQuestions(beam.PTransform):
     def expand(self, records):
         settings = self.settings
         routed = records | "NeedsModel" >> beam.Map(_route, settings).with_outputs("ask", main="keep")
-        tasks = routed.ask | "BuildPrompts" >> beam.ParDo(_BuildTasksFn(settings)).with_outputs(DEAD, main="tasks")
         # The rules writer answers behind the model contract but is no adapter: built here, by class.
         factory = RulesBackend if settings.llm.backend == "rules" else None
         handler = LlmModelHandler(settings.llm, requests_per_task=settings.per_sql, backend_factory=factory)
-        results = tasks.tasks | "CallModel" >> RunInference(handler)
-        applied = results | "ApplyReplies" >> beam.ParDo(_ApplyRepliesFn(settings)).with_outputs(DEAD, main="records")
-        out = (routed.keep, applied.records) | "AllRecords" >> beam.Flatten()
-        dead = (tasks[DEAD], applied[DEAD]) | "AllDead" >> beam.Flatten()
-        return QuestionOutputs(out, dead)
+        # Each record asked counts as llm.questions.records (llm.segment.records): the report's requests per record.
+        asked = routed.ask | "CallModel" >> AskModel(_BuildTasksFn(settings), handler, _ApplyRepliesFn(settings),
+                                                      count_records=True)
+        out = (routed.keep, asked["records"]) | "AllRecords" >> beam.Flatten()
+        return QuestionOutputs(out, asked[DEAD])
 
 
 # ---------------------------------------------------------------------------------------------
