@@ -42,7 +42,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator, Mapping, NamedTuple, Optional, Sequence
 
 import apache_beam as beam
-from apache_beam.ml.inference.base import PredictionResult, RunInference
 from apache_beam.utils.shared import Shared
 
 from adapters.db import DatabaseMap, DatabaseUnavailable, redact
@@ -55,6 +54,7 @@ from transforms.common import count
 from transforms.equivalence import has_top_level_order_by, results_match
 from transforms.core.vocab import dialect_name
 from transforms.exports import SchemaLookup, SchemaSource, normalize_whitespace, training_prompt
+from transforms.llm_stage import AskModel, ModelReply
 from transforms.normalize import SqlRejected, normalize_sql
 
 _LOGGER = logging.getLogger(__name__)
@@ -393,7 +393,7 @@ def _fetch(executor: Any, sql: str) -> QueryRun:
 
 
 class _LabelSamplesFn(beam.DoFn):
-    """``PredictionResult(task, outcomes)`` → ``QuestionSamples`` with every sample labelled.
+    """``ModelReply(context, outcomes)`` → ``QuestionSamples`` with every sample labelled.
 
     The gold and each distinct sample query run once, concurrently, on executors shared by
     the process (``apache_beam.utils.shared``), read-only and time-limited by the database.
@@ -413,10 +413,10 @@ class _LabelSamplesFn(beam.DoFn):
         self._databases = DatabaseMap.parse(self.database)
         self._pool = ThreadPoolExecutor(self.max_connections, thread_name_prefix="sqlpairs-preference")
 
-    def process(self, result: PredictionResult) -> Iterator[QuestionSamples]:
-        record, prompt = result.example.context
+    def process(self, reply: ModelReply) -> Iterator[QuestionSamples]:
+        record, prompt = reply.context
         dialect = record.dialect or "postgres"
-        samples = [parse_sample(i, outcome, dialect) for i, outcome in enumerate(result.inference)]
+        samples = [parse_sample(i, outcome, dialect) for i, outcome in enumerate(reply.outcomes)]
         gold = record.normalized_sql
         labelled, failure = self._label(record, gold, dialect, samples)
         for sample in labelled:
@@ -502,13 +502,13 @@ class SamplePreferencePairs(beam.PTransform):
     def expand(self, records):
         s = self.settings
         routed = records | "Eligible" >> beam.ParDo(_RouteFn()).with_outputs(NOTES, main="eligible")
-        tasks = routed.eligible | "BuildWeakPrompts" >> beam.ParDo(_BuildTasksFn(s)).with_outputs(NOTES, main="tasks")
         handler = LlmModelHandler(s.llm, requests_per_task=s.samples)
-        results = tasks.tasks | "CallWeakModel" >> RunInference(handler)
-        labelled = results | "LabelSamples" >> beam.ParDo(
-            _LabelSamplesFn(s.database, s.database_settings, s.max_connections))
+        asked = routed.eligible | "CallWeakModel" >> AskModel(
+            _BuildTasksFn(s), handler, _LabelSamplesFn(s.database, s.database_settings, s.max_connections),
+            main="samples", tags=(NOTES,))
+        labelled = asked["samples"]
         built = labelled | "BuildPairs" >> beam.ParDo(_PairsFn(s.knobs, s.weak_model)).with_outputs(NOTES, main="pairs")
-        notes = (routed[NOTES], tasks[NOTES], built[NOTES]) | "AllPreferenceNotes" >> beam.Flatten()
+        notes = (routed[NOTES], asked[NOTES], built[NOTES]) | "AllPreferenceNotes" >> beam.Flatten()
         return PreferenceOutputs(built.pairs, labelled, notes)
 
 
