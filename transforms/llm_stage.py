@@ -49,7 +49,7 @@ tasks and a function that reads the replies::
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence, Union
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Optional, Sequence, Union
 
 import apache_beam as beam
 from apache_beam.ml.inference.base import PredictionResult, RunInference
@@ -111,7 +111,7 @@ class AskModel(beam.PTransform):
 
     def __init__(self, make_tasks: StepFn, llm: Union[LlmModelHandler, LlmSettings], apply_reply: StepFn, *,
                  main: str = "records", tags: Sequence[str] = (DEAD,),
-                 task_side_inputs: Mapping[str, Any] | None = None, count_records: bool = False):
+                 task_side_inputs: Optional[Mapping[str, Any]] = None, count_records: bool = False):
         super().__init__()
         if main in tags:
             raise ValueError(f"the main output {main!r} is also named as a side tag")
