@@ -258,6 +258,13 @@ def _resolve(values: argparse.Namespace):
     generation = generation_settings(values, database=values.database if validate == "execute" else None,
                                      dialect=source or target)
 
+    from pipeline.settings_evidence import evidence_settings
+    from pipeline.settings_judge import judge_settings
+
+    executed_on = values.database if validate == "execute" else None
+    judge = judge_settings(values, database=executed_on, dialect=source or target)
+    evidence = evidence_settings(values, database=executed_on, dialect=source or target)
+
     report_options = {spec.name: getattr(values, spec.name) for spec in OPTION_SPECS}
     if report_options.get("database"):
         from adapters.db import redact
@@ -297,6 +304,8 @@ def _resolve(values: argparse.Namespace):
         training=training,
         generation=generation,
         near_dup_threshold=values.near_dup_threshold,
+        judge=judge,
+        evidence=evidence,
         decontaminate=decontaminate_settings(values, target_dialect=target, source_dialect=source),
     )
 

@@ -18,11 +18,13 @@ from transforms.cot import CotSettings
 from transforms.dedup import DedupPairs
 from transforms.decontaminate import DecontaminateSettings
 from transforms.describe import DedupBeforeQuestions, DescribeQuestions, merges_after_questions
+from transforms.evidence import EvidenceSettings
 from transforms.execute import HOT_QUERY_RECORDS, ExecuteQueries
 from transforms.exports import WriteRejectsSet
 from transforms.filter import FilterPairs, FilterSettings
 from transforms.generation import GenerationSettings
 from transforms.instantiate import NOTES, InstantiateParameters, InstantiateSettings
+from transforms.judge import JudgeSettings
 from transforms.near_dup import MergeNearDuplicates, applies as near_dup_applies
 from transforms.normalize import NormalizeSql
 from transforms.questions import QuestionSettings, WriteQuestions
@@ -61,6 +63,8 @@ class JobConfig(NamedTuple):
     generation: Optional[GenerationSettings] = None  # personas, teachings, synthesis, evolution, round-trip check
     near_dup_threshold: float = 0.8  # --dedup exact|question-only: merge near-duplicate questions of one SQL
     spread_records: bool = True  # Reshuffle after reading; False only where one worker runs everything
+    judge: Optional[JudgeSettings] = None  # --judge: a model scores each final pair (--judge_min drops)
+    evidence: Optional[EvidenceSettings] = None  # --evidence: notes on the questions' domain terms
     cot: Optional[CotSettings] = None  # --cot N: execution-voted reasoning traces, the last paid step
     decontaminate: Optional[DecontaminateSettings] = None  # --decontaminate: pairs copying a benchmark out
 
@@ -247,6 +251,29 @@ def _merge_and_check(validated: beam.PCollection, teachings: Optional[beam.PColl
         pairs = job.steps["sample"] = capped.records
         job.dead.append(capped.dead)
         job.notes.append(capped.notes)
+    return _judge_and_evidence(pairs, teachings, config, job)
+
+
+def _judge_and_evidence(pairs: beam.PCollection, teachings: Optional[beam.PCollection], config: JobConfig,
+                        job: _Job) -> beam.PCollection:
+    """``--judge`` then ``--evidence``, once per final pair (after merging and the cap): the judge
+    first, so no evidence is paid for a pair the judge drops."""
+    if config.judge is not None:
+        from transforms.judge import JudgePairs
+
+        judged = pairs | "JudgePairs" >> JudgePairs(config.judge)
+        pairs = job.steps["judge"] = judged.records
+        job.dead.append(judged.dead)
+        job.notes.append(judged.notes)
+    if config.evidence is not None:
+        from transforms.evidence import WriteEvidence
+
+        if teachings is None:  # no generator made teachings: the stage uses the schema's own
+            teachings = pairs.pipeline | "NoTeachings" >> beam.Create([])
+        written = (pairs, teachings) | "WriteEvidence" >> WriteEvidence(config.evidence)
+        pairs = job.steps["evidence"] = written.records
+        job.dead.append(written.dead)
+        job.notes.append(written.notes)
     return pairs
 
 

@@ -268,6 +268,32 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("consistency_llm_api_key_env", "Name of an environment variable holding the round-trip model's "
                "API key (default: --llm_api_key_env for the same backend).",
                "Consistency API key environment variable", regex="^[A-Za-z_][A-Za-z0-9_]*$"),
+    # --judge and --evidence (transforms/judge.py, transforms/evidence.py): once per final pair
+    OptionSpec("judge", "Score every final pair with a judge model (--judge_llm*): question fluency, question-SQL "
+               "alignment (every condition of the SQL asked for, nothing extra) and schema use, each 0-4, from the "
+               "question, the SQL and the schema only. The scores are recorded in extra.judge (JSON text) with the "
+               "judge's reason in extra.judge_reason; a pair the judge cannot score (no usable reply) is a dead "
+               "letter. One request per final pair. Needs --database.", "Judge pairs",
+               default=False, type=parse_bool, flag=True),
+    OptionSpec("judge_min", "With --judge: a pair whose lowest score (of fluency, alignment and schema use) is "
+               "under this becomes a dead letter (stage judge, reason below_min, the scores in its detail).",
+               "Judge minimum score", choices=("0", "1", "2", "3", "4")),
+    OptionSpec("judge_llm", "Backend of the judge model (default: --llm). A different backend does not inherit "
+               "--llm_model, --llm_endpoint or --llm_api_key_env.", "Judge model backend", choices=LLM_BACKENDS),
+    OptionSpec("judge_llm_model", "Judge model name (default: --llm_model for the same backend, else the "
+               "backend's default).", "Judge model"),
+    OptionSpec("judge_llm_endpoint", "Base URL of the judge model's API (default: --llm_endpoint for the same "
+               "backend).", "Judge model endpoint"),
+    OptionSpec("judge_llm_api_key_env", "Name of an environment variable holding the judge model's API key "
+               "(default: --llm_api_key_env for the same backend).", "Judge API key environment variable",
+               regex="^[A-Za-z_][A-Za-z0-9_]*$"),
+    OptionSpec("evidence", "Write BIRD-style evidence for every final pair whose question relies on domain terms "
+               "or vague values ('active customer refers to active = 1'): the --llm model reads the question, the "
+               "SQL, the schema and the teachings; a question that needs none gets none. Stored as the pair's "
+               "evidence and rendered into every export's prompt. Evidence that names nothing of the pair's "
+               "schema or values, or that writes a query, makes the pair a dead letter (stage evidence). One "
+               "request per final pair. Needs --database and --llm gemini|openai.", "Evidence",
+               default=False, type=parse_bool, flag=True),
     # --cot (transforms/cot.py): N execution-voted step-by-step solutions per final pair
     OptionSpec("cot", "Chain of thought, voted by execution (OmniSQL): a model (--cot_llm*) writes this many "
                "step-by-step solutions per final pair from the question and the schema prompt, never the pair's "
