@@ -257,6 +257,10 @@ def _resolve(values: argparse.Namespace):
 
     generation = generation_settings(values, database=values.database if validate == "execute" else None,
                                      dialect=source or target)
+    from pipeline.settings_cot import cot_settings, with_sft_target
+
+    cot = cot_settings(values, database=values.database if validate == "execute" else None, dialect=source or target)
+    training = with_sft_target(values, training)
 
     from pipeline.settings_evidence import evidence_settings
     from pipeline.settings_judge import judge_settings
@@ -304,6 +308,7 @@ def _resolve(values: argparse.Namespace):
         training=training,
         generation=generation,
         near_dup_threshold=values.near_dup_threshold,
+        cot=cot,
         judge=judge,
         evidence=evidence,
         decontaminate=decontaminate_settings(values, target_dialect=target, source_dialect=source),
