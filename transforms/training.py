@@ -103,6 +103,7 @@ def training_report(counts: Mapping[str, int], settings: TrainingSettings) -> di
             "parquet": exports.parquet,
             "stage_by": exports.stage_by,
             "sample_rows": exports.schema.sample_rows,
+            "prompt_schema": exports.schema.prompt.mode,
             "sets": _ordered(sets, set_order),
             "skipped": dict(sorted(skipped.items())),
         }
