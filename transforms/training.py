@@ -8,6 +8,7 @@
   and ``PREFIX-dpo-samples-…`` beside the pairs (every labelled sample per question, so other
   knobs can be tried without sampling again);
 * ``transforms.exports.WriteExports`` → the other formats, Parquet copies and staged sets;
+* ``transforms.reasoning_dpo.WriteReasoningDpo`` → the ``dpo-reasoning`` set (``--cot``'s traces);
 * ``PREFIX-training-report.json``: the samples' label mix, how each question ended, pairs
   by kind, and rows per shard set — computed inside the pipeline, so it is exact on any
   runner. After a local run it is merged into ``PREFIX-report.json`` (``merge_training_report``).
@@ -28,6 +29,7 @@ import apache_beam as beam
 
 from transforms.conversations import WithFullContext
 from transforms.exports import (
+    COT_FORMATS,
     DIFFICULTY_STAGES,
     EXAMPLE_FORMATS,
     FORMATS,
@@ -45,6 +47,7 @@ from transforms.preference import (
     SamplePreferencePairs,
     samples_row,
 )
+from transforms.reasoning_dpo import FORMAT as REASONING_DPO, WriteReasoningDpo
 from transforms.write import WriteJsonShards, write_text_file
 
 
@@ -182,7 +185,8 @@ def renders_context(settings: TrainingSettings) -> bool:
     >>> renders_context(TrainingSettings(ExportSettings("o", formats=("pairs", "prompt-completion"))))
     True
     """
-    return settings.preference is not None or any(f in EXAMPLE_FORMATS for f in settings.exports.formats)
+    return settings.preference is not None or any(f in (*EXAMPLE_FORMATS, *COT_FORMATS)
+                                                  for f in settings.exports.formats)
 
 
 class WriteTrainingData(beam.PTransform):
@@ -222,6 +226,8 @@ class WriteTrainingData(beam.PTransform):
         if with_context is not pairs:
             exported["with_context"] = with_context
         notes.append(exported | "WriteExports" >> WriteExports(exports))
+        if REASONING_DPO in exports.formats:  # --cot's losing traces against its kept one (ExCoT)
+            notes.append(with_context | "WriteReasoningDpo" >> WriteReasoningDpo(exports))
         return (
             notes
             | "AllTrainingNotes" >> beam.Flatten()
