@@ -181,6 +181,11 @@ def run(argv: Sequence[str], prog: str = "sqlpairs run") -> int:
         from transforms.questions import QuestionSettings, llm_usage
 
         llm = llm_usage(result, QuestionSettings(llm=config.generation.consistency_llm or config.generation.llm))
+    elif config.cot is not None or config.judge is not None:  # --llm rules with a --cot_llm or --judge_llm model
+        from transforms.questions import QuestionSettings, llm_usage
+
+        model = config.cot.llm if config.cot is not None else config.judge.llm
+        llm = llm_usage(result, QuestionSettings(llm=model))
     if config.training is not None and config.training.preference is not None:
         from transforms.preference import weak_llm_usage
 
