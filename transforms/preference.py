@@ -360,7 +360,8 @@ class _BuildTasksFn(beam.DoFn):
             inputs = {"question": record.question or "", "dialect": record.dialect or ""}
             requests = tuple(prompt.request(stage=STAGE, sample=i, inputs=inputs, **values)
                              for i in range(self.settings.samples))
-            context = (record, training_prompt(record.question or "", schema, record.dialect, record.context))
+            context = (record, training_prompt(record.question or "", schema, record.dialect, record.context,
+                                               record.evidence))
         except Exception as error:  # noqa: BLE001 - counted; the pair itself is already written
             _LOGGER.warning("cannot build the weak-model prompt for %s: %s", record.id, type(error).__name__)
             yield beam.pvalue.TaggedOutput(NOTES, "preference:question:prompt_failed")
