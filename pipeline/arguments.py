@@ -42,7 +42,8 @@ Beam pass-through:
 _METAVARS = {"output": "PREFIX", "sql_logs": "GLOB", "chat_history": "GLOB", "seed_pairs": "GLOB",
              "schema": "GLOB", "database": "URL", "personas_file": "FILE", "teachings": "FILE",
              "filter": "MODULE:FUNCTION", "llm_endpoint": "URL", "weak_llm_endpoint": "URL",
-             "consistency_llm_endpoint": "URL", "llm_cache": "DIR", "tool_name": "NAME", "context": "MODE",
+             "consistency_llm_endpoint": "URL", "judge_llm_endpoint": "URL", "cot_llm_endpoint": "URL",
+             "decontaminate": "GLOB", "llm_cache": "DIR", "tool_name": "NAME", "context": "MODE",
              "format": "LIST", "question_styles": "LIST", "depth_techniques": "LIST", "input_licenses": "TEXT"}
 
 #: Options every run needs, though argparse must not enforce them (Beam re-parses our options).
