@@ -98,7 +98,7 @@ def run(argv: Sequence[str], prog: str = "sqlpairs run") -> int:
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
     from pipeline.graph import build, output_paths
-    from transforms.report import AccountingError, format_stage_table
+    from transforms.publish.report import AccountingError, format_stage_table
 
     beam_args = _beam_args(rest)
     if config.questions is not None and not any(a.startswith("--direct_running_mode") for a in rest):
@@ -141,26 +141,26 @@ def run(argv: Sequence[str], prog: str = "sqlpairs run") -> int:
     report_path = output_paths(config.output)["report"]
     llm = None
     if config.questions is not None:
-        from transforms.questions import llm_usage
+        from transforms.label.questions import llm_usage
 
         llm = llm_usage(result, config.questions)
     elif config.generation is not None:  # --llm rules with a --consistency_llm model
-        from transforms.questions import QuestionSettings, llm_usage
+        from transforms.label.questions import QuestionSettings, llm_usage
 
         llm = llm_usage(result, QuestionSettings(llm=config.generation.consistency_llm or config.generation.llm))
     if config.training is not None and config.training.preference is not None:
-        from transforms.preference import weak_llm_usage
+        from transforms.publish.preference import weak_llm_usage
 
         llm = weak_llm_usage(result, config.training.preference, llm)
     report = _finish_report(report_path, elapsed, llm=llm, html=values.html_report)
     if llm is not None:
-        from transforms.questions import format_usage
+        from transforms.label.questions import format_usage
 
         print(format_usage(llm), file=sys.stderr)
     if report is not None:
         print(format_stage_table(report), file=sys.stderr)
         if report.get("generated"):
-            from transforms.report import format_generated
+            from transforms.publish.report import format_generated
 
             rates = format_generated(report)
             if rates:
@@ -204,7 +204,7 @@ def _finish_report(path: str, elapsed_s: float, llm: Optional[dict[str, Any]] = 
     """Add the wall time (and the model usage and cost, from Beam metrics) to the report (local runs only)."""
     from apache_beam.io.filesystems import FileSystems
 
-    from transforms.write import write_text_file
+    from transforms.kit.write import write_text_file
 
     try:
         with FileSystems.open(path) as handle:
@@ -215,7 +215,7 @@ def _finish_report(path: str, elapsed_s: float, llm: Optional[dict[str, Any]] = 
     report["elapsed_s"] = round(elapsed_s, 3)
     if llm is not None:
         report["llm"] = llm
-    from transforms.report_html import write_report_pages
+    from transforms.publish.report_html import write_report_pages
 
     defaults = {spec.name: spec.default for spec in OPTION_SPECS}
     write_report_pages(path, report, html=html, defaults=defaults)  # adds the training report; writes the HTML page and dataset card

@@ -37,7 +37,7 @@ def shared_data():
 @pytest.fixture
 def sorter_spills(monkeypatch) -> list[int]:
     """Counts ``ExternalSorter`` spills to disk (the size of each run) during a test."""
-    import transforms.write as write
+    import transforms.kit.write as write
 
     spills: list[int] = []
     real_spill = write.ExternalSorter._spill

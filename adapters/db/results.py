@@ -5,7 +5,7 @@ The executors (``adapters.db.base.Executor.execute``) describe each query's outc
 not on the driver: PostgreSQL's ``Decimal('1.10')`` and SQLite's ``1.1``,
 ``datetime.date(2020, 1, 1)`` and ``'2020-01-01'``, ``True`` and ``1`` hash equally. These are
 plain functions over Python values (no SQL, no Beam) and live with the executors because the
-executors need them and adapters import nothing from ``transforms``; ``transforms.equivalence``
+executors need them and adapters import nothing from ``transforms``; ``transforms.kit.equivalence``
 compares results with the same canonical values (and re-exports these names).
 
 Example:
