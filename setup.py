@@ -13,7 +13,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["pipeline", "pipeline.*", "transforms", "transforms.*", "adapters", "adapters.*"]),
-    package_data={"adapters.llm": ["prompts/*"], "transforms": ["prompts/*"]},
+    package_data={"adapters.llm": ["prompts/*"]},  # the only data files: the prompts and their JSON schemas
     include_package_data=True,
     install_requires=[
         "apache-beam>=2.77,<3",

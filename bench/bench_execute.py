@@ -11,7 +11,7 @@ Chinook is loaded from ``../shared/data`` when the database is absent.
 
 ``stage`` runs the same distinct analytics queries (templates over Chinook with
 varied literals, fixed seed) three ways, each with ``--max_connections`` queries in
-flight (default: ``transforms.validate.execute.default_max_connections()``, 4 per core):
+flight (default: ``transforms.kit.executors.default_max_connections()``, 4 per core):
 
 * ``raw psycopg_pool loop`` — the baseline: a ``ConnectionPool`` of that size and a
   thread pool running ``conn.execute(sql).fetchall()``, nothing else;

@@ -284,7 +284,10 @@ def report(outcomes: list[Outcome], show: int) -> float:
 _BASELINE_TIMER = """
 import pickle, sys, time
 sys.path.insert(0, sys.argv[1])
-from transforms.sql.question_rules import describe_sql
+try:
+    from transforms.sql.question_rules import describe_sql
+except ImportError:  # a revision before issue 17's layout
+    from transforms.question_rules import describe_sql  # relayout: keep
 trees = pickle.load(open(sys.argv[2], "rb"))
 repeat = int(sys.argv[3])
 for tree in trees:

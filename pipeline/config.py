@@ -22,8 +22,8 @@ LOG = logging.getLogger("sqlpairs")
 
 def _check_patterns(name: str, value: Optional[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The patterns of ``--name`` and the files they match; a pattern that matches nothing is an error."""
-    from transforms.kit.inputs import match_pattern
     from transforms.core.vocab import split_patterns
+    from transforms.kit.inputs import match_pattern
 
     patterns = split_patterns(value)
     files: list[str] = []

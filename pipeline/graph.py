@@ -15,10 +15,9 @@ from transforms.core.record import DeadLetter, Record, dead_letter_to_json, reco
 from transforms.validate.classify import ClassifyDifficulty
 from transforms.ingest.conversations import ReadConversations
 from transforms.publish.conversations import WriteConversations
+from transforms.select.dedup import DedupBeforeQuestions, DedupPairs, merges_after_questions
 from transforms.publish.cot import CotSettings
-from transforms.select.dedup import DedupPairs
 from transforms.select.decontaminate import DecontaminateSettings
-from transforms.select.dedup import DedupBeforeQuestions, merges_after_questions
 from transforms.label.describe import DescribeQuestions
 from transforms.generate.evidence import EvidenceSettings
 from transforms.validate.execute import HOT_QUERY_RECORDS, ExecuteQueries

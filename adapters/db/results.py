@@ -41,8 +41,8 @@ class Execution(NamedTuple):
 
     ``result_hash`` is a canonical multiset hash of the (capped) rows, or an ordered
     hash when the query has a top-level ORDER BY, so equal results hash equally
-    across databases and drivers. The record model (``transforms.core.record``) carries
-    it as a record's ``execution`` and registers it with Beam's ``RowCoder``.
+    across databases and drivers. The record model has its own ``Execution`` with the
+    same fields (``transforms.core.record``); the execute stage copies this one into it.
     """
 
     status: str

@@ -24,7 +24,7 @@ from pipeline.main import main
 from tests.conftest import REPO, make_pipeline
 from tests.hostile.job import assert_accounts_for_everything, run_job
 from transforms.validate import classify, execute, filter as filter_stage
-from transforms.sql import normalize
+from transforms.validate import normalize
 from transforms.select.dedup import DedupPairs
 from transforms.publish.report import AccountingError
 

@@ -3,7 +3,7 @@ parsing, with memory bounded whatever one line's size; optional columns optional
 format; recursive globs, and dangling links / link loops reported instead of skipped.
 
 The huge items are generated here (tens of MB, written in 1 MiB pieces so the test itself
-stays small) and read the way the job reads them (``transforms.ingest.read.open_input`` +
+stays small) and read the way the job reads them (``transforms.kit.inputs.open_input`` +
 ``parse_file``); the memory bound is measured in a fresh subprocess (``ru_maxrss`` growth
 across the read).
 """

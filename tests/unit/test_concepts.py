@@ -5,14 +5,14 @@ from __future__ import annotations
 import csv
 import os
 import re
-from pathlib import Path
 
 import pytest
 import sqlglot
 
 from transforms.sql.concepts import CONCEPTS, concept_tags
+from tests.conftest import SHARED_DATA
 
-DEFOG_SQLITE = Path(__file__).resolve().parents[2] / "shared" / "data" / "defog" / "questions_gen_sqlite.csv"
+DEFOG_SQLITE = SHARED_DATA / "defog" / "questions_gen_sqlite.csv"
 
 
 def tags(sql: str, dialect: str = "sqlite") -> tuple[str, ...]:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 
 import pytest
+from pathlib import Path
 
 from transforms.formats import RawPair, ReadReject
 from transforms.formats.chat import parse_chat_history
+from tests.conftest import TEST_DATA
 
-DATA = Path(__file__).parent / "data" / "formats"
+DATA = TEST_DATA / "formats"
 UI_FILE = DATA / "chat_ui_messages.json"
 OPENAI_FILE = DATA / "chat_openai_conversations.jsonl"
 

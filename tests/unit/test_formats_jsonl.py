@@ -5,14 +5,15 @@ from __future__ import annotations
 import io
 import json
 import os
-from pathlib import Path
 
 import pytest
+from pathlib import Path
 
 from transforms.formats import RawPair, ReadReject
 from transforms.formats.jsonl import parse_json_records
+from tests.conftest import SHARED_DATA
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED = SHARED_DATA
 
 
 def shared(*parts: str) -> Path:

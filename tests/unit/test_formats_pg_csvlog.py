@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
-from pathlib import Path
 
 from transforms.formats import RawPair, ReadReject
 from transforms.formats.pg_csvlog import CSVLOG_COLUMNS, parse_pg_csvlog
+from tests.conftest import TEST_DATA
 
-FIXTURE = Path(__file__).parent / "data" / "formats" / "postgresql-15.csv"
+FIXTURE = TEST_DATA / "formats" / "postgresql-15.csv"
 
 
 def parse_fixture() -> list:

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import io
 import os
-from pathlib import Path
 
 import pytest
+from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from transforms.formats import RawPair, ReadReject
 from transforms.formats.sql_file import parse_sql_file, split_statements
+from tests.conftest import SHARED_DATA
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED = SHARED_DATA
 
 
 def shared(*parts: str) -> Path:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import os
 import re
-from pathlib import Path
 
 import pytest
 import sqlglot
@@ -22,8 +21,9 @@ from transforms.sql.hardness import (
     spider_counts,
     spider_hardness,
 )
+from tests.conftest import SHARED_DATA
 
-DEFOG_SQLITE = Path(__file__).resolve().parents[2] / "shared" / "data" / "defog" / "questions_gen_sqlite.csv"
+DEFOG_SQLITE = SHARED_DATA / "defog" / "questions_gen_sqlite.csv"
 
 
 def hardness(sql: str, dialect: str = "sqlite") -> str:

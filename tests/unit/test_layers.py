@@ -1,4 +1,5 @@
-"""The import direction is the architecture: pipeline -> transforms -> adapters, never back, no cycles.
+"""The import direction is the architecture: pipeline -> transforms -> adapters, never back, no cycles;
+inside ``transforms/``, stage families -> kit -> the pure folders (core, sql, formats).
 
 Every module's imports are read with ``ast`` (imports inside functions count: they are still a
 dependency; only ``if TYPE_CHECKING:`` blocks are skipped), so a new back-import or cycle fails
@@ -15,6 +16,12 @@ import pytest
 from tests.conftest import REPO
 
 ROOTS = ("pipeline", "transforms", "adapters")
+#: Folders of pure functions and types: no Beam, no adapter, nothing above them.
+PURE = ("transforms.core", "transforms.sql", "transforms.formats")
+#: What the stage families share that needs Beam or an adapter; it imports no family.
+KIT = "transforms.kit"
+#: The stage families: each imports the pure folders, the kit, the adapters and itself.
+FAMILIES = tuple(f"transforms.{family}" for family in ("ingest", "validate", "label", "generate", "select", "publish"))
 MAX_MODULE_LINES = 900
 MAX_BUILD_LINES = 80
 
@@ -25,6 +32,26 @@ def _modules() -> dict[str, Path]:
         for path in sorted((REPO / root).rglob("*.py")):
             name = ".".join(path.relative_to(REPO).with_suffix("").parts)
             found[name.removesuffix(".__init__")] = path
+    return found
+
+
+def _within(name: str, packages: tuple[str, ...] | str) -> bool:
+    packages = (packages,) if isinstance(packages, str) else packages
+    return any(name == package or name.startswith(package + ".") for package in packages)
+
+
+def _external_imports(path: Path, text: str = "") -> set[str]:
+    """Top-level names of every package a module imports (``apache_beam``, ``sqlglot``, ``adapters``)."""
+    tree = ast.parse(text or path.read_text(encoding="utf-8"))
+    skipped = _type_checking_nodes(tree)
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.split(".")[0])
     return found
 
 
@@ -123,6 +150,40 @@ def test_transforms_import_nothing_from_pipeline(graph):
     assert back == []
 
 
+def test_pure_folders_import_neither_beam_nor_adapters_nor_anything_above_them(graph):
+    """Rule 4: core, sql and formats are plain Python over plain values (usable, and tested, without a
+    pipeline); they import each other (core the least), never Beam, an adapter, the kit or a family."""
+    modules = _modules()
+    found = [f"{name} imports {package}" for name, path in sorted(modules.items()) if _within(name, PURE)
+             for package in sorted(_external_imports(path) & {"apache_beam", "adapters"})]
+    found += [f"{name} imports {target}" for name, imports in sorted(graph.items()) if _within(name, PURE)
+              for target, _ in sorted(imports) if target.startswith("transforms.") and not _within(target, PURE)]
+    found += [f"{name} imports {target}" for name, imports in sorted(graph.items()) if _within(name, "transforms.core")
+              for target, _ in sorted(imports) if target.startswith("transforms.") and not _within(
+                  target, "transforms.core")]
+    assert found == []
+
+
+def test_a_stage_family_imports_no_other_family(graph):
+    """Rule 5: a family imports core, sql, formats, kit, adapters and itself; the kit imports no family.
+    What two families need goes down into kit (Beam or adapters) or a pure folder, so each family
+    can be read, tested and changed on its own, and the graph (pipeline/) is what joins them."""
+    def family(name: str) -> str:
+        return next((f for f in FAMILIES if _within(name, f)), "")
+
+    found = [f"{name} imports {target}" for name, imports in sorted(graph.items()) if family(name)
+             for target, _ in sorted(imports) if family(target) not in ("", family(name))]
+    found += [f"{name} imports {target}" for name, imports in sorted(graph.items()) if _within(name, KIT)
+              for target, _ in sorted(imports) if family(target)]
+    assert found == []
+
+
+def test_every_transforms_module_is_in_a_layer():
+    """Nothing sits loose in ``transforms/``: each module is in a pure folder, the kit or a family."""
+    loose = [name for name in _modules() if name.startswith("transforms.") and not _within(name, (*PURE, KIT, *FAMILIES))]
+    assert loose == []
+
+
 def test_no_private_name_is_imported_across_modules(graph):
     private = [f"{name} imports {target}.{imported}" for name, imports in sorted(graph.items())
                for target, imported in sorted(imports) if imported.startswith("_") and not imported.startswith("__")]
@@ -149,3 +210,5 @@ def test_the_checker_sees_a_back_import_and_a_cycle():
     assert ("transforms.a", "thing") in _imports("adapters.x", Path("adapters/x.py"), known, text=source)
     assert _cycles({"transforms.a": {"transforms.b"}, "transforms.b": {"transforms.a"}}) == [
         ["transforms.a", "transforms.b"]]
+    inside = "import os\nif TYPE_CHECKING:\n    import pandas\ndef f():\n    from apache_beam import coders\n"
+    assert _external_imports(Path(), text=inside) == {"os", "apache_beam"}

@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_shared_data
+from tests.conftest import REPO, TEST_DATA, require_shared_data
 from transforms.sql.normalize import normalize_sql
 from transforms.sql.question_rules import MAX_QUESTION_CHARS, describe_sql
 
-GOLDEN = Path(__file__).resolve().parent / "data" / "question_golden.jsonl"
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_questions.py"
+GOLDEN = TEST_DATA / "question_golden.jsonl"
+BENCH = REPO / "bench" / "bench_questions.py"
 
 CASES = [json.loads(line) for line in GOLDEN.read_text(encoding="utf-8").splitlines() if line.strip()]
 

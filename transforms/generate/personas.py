@@ -3,7 +3,7 @@
 Synthetic questions written "by nobody" all sound alike. A persona (a finance analyst
 reconciling invoices, a label manager ranking artists) gives the model a reason to ask
 and a voice: its ``styles`` are 1–3 of OmniSQL's nine question styles
-(``transforms.label.questions.STYLES``). ``--personas N`` asks the model for N personas per
+(``transforms.core.vocab.STYLES``). ``--personas N`` asks the model for N personas per
 database from its schema; the result is written to ``<output>-personas.json``, which
 the user can edit and pass back with ``--personas_file`` (a JSON list of personas, or
 ``{"personas": [...]}``; an entry with a ``db_id`` applies to that database only).

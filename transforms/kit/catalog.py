@@ -26,6 +26,7 @@ from typing import Any, Iterable, Mapping, NamedTuple, Optional, Sequence
 from apache_beam.utils.shared import Shared
 
 from transforms.sql import table_schema
+from transforms.kit.ddl_files import load_ddl
 from transforms.sql.table_schema import Table
 
 _LOGGER = logging.getLogger(__name__)
@@ -177,7 +178,7 @@ class Workbench:
         tag = "workbench:" + hashlib.sha256(repr((self.database, sorted(settings.items()))).encode()).hexdigest()
         self._executors = _SHARED.acquire(lambda: ExecutorSet(settings), tag=tag)
         self._databases = DatabaseMap.parse(self.database)
-        self._ddl = table_schema.load_ddl(self.schema_patterns, self.schema_dialect)
+        self._ddl = load_ddl(self.schema_patterns, self.schema_dialect)
         return self
 
     def url_for(self, db_id: Optional[str]) -> Optional[str]:

@@ -11,8 +11,7 @@ line per conversation::
 A pair's full context is ``turns[:int(turn)]`` of its conversation: what exports and users
 rebuild, with the output linear in the input. The chat files are read a second time for
 this (streaming, one conversation's turns held at a time), only when ``full`` is asked for,
-and matched and opened exactly as the main read does (``transforms.ingest.read.MatchFiles``,
-``open_input``): the same ``**`` globs, the same decompression, and what that read files as
+and matched and opened exactly as the main read does (``transforms.ingest.conversations``): the same ``**`` globs, the same decompression, and what that read files as
 an unreadable dead letter (a dangling link, a link loop) is skipped here.
 
 The training exports that render earlier turns (``sft-chat``, the prompt/completion and DPO
@@ -24,16 +23,13 @@ every conversation of the input.
 from __future__ import annotations
 
 import json
-from typing import Iterable, Iterator, Mapping, Optional, Sequence, Union
+from typing import Iterable, Iterator, Mapping, Optional, Sequence
 
 import apache_beam as beam
-from apache_beam.io.filesystem import FileMetadata
 
 from transforms.core.record import Record
 from transforms.kit.stage import count
-from transforms.formats.chat import ConversationTurns, parse_conversations
-from transforms.kit.inputs import MatchFiles, Unmatchable, open_input
-from transforms.ingest.read import ReadSettings
+from transforms.formats.chat import ConversationTurns
 from transforms.kit.write import WriteJsonShards
 
 
@@ -58,45 +54,6 @@ def conversation_to_json(conversation: ConversationTurns) -> str:
 
 def _sort_key(conversation: ConversationTurns) -> str:
     return f"{conversation.conversation_id}\x00{conversation.origin}"
-
-
-class _ConversationsOfFileFn(beam.DoFn):
-    def __init__(self, settings: ReadSettings):
-        self.settings = settings
-
-    def process(self, found: Union[FileMetadata, Unmatchable]) -> Iterator[ConversationTurns]:
-        # What cannot be read (a dangling link, a link loop, a file that fails to open or parse)
-        # is already a dead letter of the read stage: nothing to add here.
-        if isinstance(found, Unmatchable):
-            return
-        try:
-            with open_input(found.path) as stream:
-                for conversation in parse_conversations(stream, found.path, self.settings.tool_name,
-                                                        max_message_bytes=self.settings.max_sql_bytes):
-                    count("conversations.written")
-                    yield conversation
-        except Exception:  # noqa: BLE001 - see above
-            return
-
-
-class ReadConversations(beam.PTransform):
-    """Chat files matching ``patterns`` → one ``ConversationTurns`` per conversation.
-
-    Files are matched and opened as ``transforms.ingest.read.ReadInputs`` does, so a conversation's
-    ``origin`` is the prefix of its pairs' origins.
-    """
-
-    def __init__(self, patterns: Sequence[str], settings: ReadSettings):
-        super().__init__()
-        self.patterns, self.settings = list(patterns), settings
-
-    def expand(self, pbegin):
-        return (
-            pbegin
-            | "Patterns" >> beam.Create(self.patterns)
-            | "Match" >> MatchFiles()
-            | "Conversations" >> beam.ParDo(_ConversationsOfFileFn(self.settings))
-        )
 
 
 class WriteConversations(beam.PTransform):

@@ -60,6 +60,7 @@ from transforms.core.record import Record, record_to_dict
 from transforms.publish import schema_prompt
 from transforms.sql import table_schema
 from transforms.publish.sft_target import reasoning_fields
+from transforms.kit.ddl_files import load_ddl
 from transforms.kit.write import SPILL_CHARS, ExternalSorter, created_atomically, shard_name
 
 _LOGGER = logging.getLogger(__name__)
@@ -621,7 +622,7 @@ class SchemaLookup:
 
     def __init__(self, source: SchemaSource):
         self.source = source
-        self._ddl = table_schema.load_ddl(source.patterns, source.dialect)
+        self._ddl = load_ddl(source.patterns, source.dialect)
         self._live: dict[tuple[str, str], Optional[table_schema.Table]] = {}
         self._executors = None
         self._databases = None

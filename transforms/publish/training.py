@@ -188,7 +188,7 @@ class WriteTrainingData(beam.PTransform):
     """Final pairs → DPO pairs (with ``--preference``), training exports and the training report.
 
     Applied to the pairs, or to ``{"pairs": pairs, "conversations": conversations}`` with
-    ``--context full`` (``transforms.publish.conversations.ReadConversations``): the earlier turns of
+    ``--context full`` (``transforms.ingest.conversations.ReadConversations``): the earlier turns of
     each chat pair are then joined back from its conversation for the prompts that show them.
     """
 

@@ -131,3 +131,38 @@ class DedupPairs(beam.PTransform):
             | "ChooseRepresentative" >> beam.CombinePerKey(ChooseRepresentative())
             | "DropKey" >> beam.Map(lambda kv: _count_out(kv[1])).with_output_types(Record)
         )
+
+
+def merges_after_questions(strategy: str) -> bool:
+    """Whether ``strategy``'s key holds the question, so pairs are merged again once the job wrote theirs.
+
+    >>> [s for s in ("sql-only", "exact", "question-only", "template", "none") if merges_after_questions(s)]
+    ['exact', 'question-only']
+    """
+    return strategy in ("exact", "question-only")
+
+
+def _has_question(record: Record, _partitions: int) -> int:
+    return 0 if record.question else 1
+
+
+class DedupBeforeQuestions(beam.PTransform):
+    """Dedup by ``strategy`` before any question is written, so each distinct SQL gets one.
+
+    ``sql-only``, ``exact`` (records without a question share one key per SQL),
+    ``template`` and ``none`` are ``DedupPairs`` itself. ``question-only`` would merge
+    every question-less record of a database into one: those are merged by their SQL
+    instead, and merged by their question after it is written (see
+    :func:`merges_after_questions`).
+    """
+
+    def __init__(self, strategy: str = "sql-only"):
+        super().__init__()
+        self.strategy = strategy
+
+    def expand(self, records):
+        if self.strategy != "question-only":  # inlined: the same step names as DedupPairs (a liftable combine)
+            return DedupPairs(self.strategy).expand(records)
+        asked, unasked = records | "HasQuestion" >> beam.Partition(_has_question, 2)
+        return ((asked | "ByQuestion" >> DedupPairs("question-only"), unasked | "BySql" >> DedupPairs("sql-only"))
+                | "Together" >> beam.Flatten())

@@ -64,7 +64,7 @@ def question_rejection(question: object, sql: str, names: Optional[frozenset[str
     """Why a generated question cannot be kept, as ``(reason, detail)``, or None.
 
     Reasons: ``empty_question``, ``question_too_long``, ``question_contains_sql`` (from
-    ``transforms.label.questions``) and ``invented_schema_name``.
+    ``transforms.sql.question_text``) and ``invented_schema_name``.
     """
     problem = question_problem(question, sql)
     if problem:

@@ -1,4 +1,4 @@
-"""Normalize: parse once with sqlglot, refuse anything but one read-only query, canonicalize.
+"""Normalizing SQL: parse once with sqlglot, refuse anything but one read-only query, canonicalize.
 
 ``normalized_sql`` is the canonical one-line SQL in the target dialect: comments
 dropped, whitespace normalized (as SQLCoder 2 does for training labels), keywords
@@ -15,18 +15,16 @@ import functools
 import hashlib
 import re
 import threading
-from typing import Iterator, NamedTuple, Optional
+from typing import NamedTuple, Optional
 
-import apache_beam as beam
-import sqlglot
+import sqlglot  # noqa: F401 - the doctests use it
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel, ParseError, TokenError, UnsupportedError
 from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
 from sqlglot.tokens import TokenType
 
-from transforms.core.record import Parameter, Record
+from transforms.core.record import Parameter
 from transforms.sql import parsing, placeholders, trees
-from transforms.kit.stage import DEAD, count, reject
 from transforms.sql.safety import refusal_reason
 
 _LITERAL_TOKENS = frozenset(
@@ -265,48 +263,3 @@ def normalize_cached(sql: str, source_dialect: str, target_dialect: str) -> "Nor
         return Rejection(rejected.stage, rejected.reason, rejected.detail)
     trees.remember(result.sql, target_dialect, result.tree)
     return result._replace(tree=None)
-
-
-class _NormalizeFn(beam.DoFn):
-    def __init__(self, source_dialect: Optional[str], target_dialect: str):
-        self.source_dialect = source_dialect
-        self.target_dialect = target_dialect
-
-    def process(self, record: Record) -> Iterator:
-        count("normalize.in")
-        source = self.source_dialect or record.dialect or self.target_dialect
-        try:
-            result = normalize_cached(record.sql, source, self.target_dialect)
-        except Exception as error:  # noqa: BLE001 - a parser bug must not kill the run
-            yield reject("normalize", "internal_error", f"{type(error).__name__}: {str(error)[:300]}", record)
-            return
-        if isinstance(result, Rejection):
-            yield reject(result.stage, result.reason, result.detail, record)
-            return
-        count("normalize.out")
-        yield record._replace(
-            dialect=self.target_dialect,
-            normalized_sql=result.sql,
-            sql_fingerprint=result.sql_fingerprint,
-            template_fingerprint=result.template_fingerprint,
-            tables=result.tables,
-            parameters=result.parameters or record.parameters,
-        )
-
-
-class NormalizeSql(beam.PTransform):
-    """Records → normalized records; unparseable / unsafe ones to the ``dead`` output.
-
-    Stages of dead letters: ``parse`` (empty, unparseable, too deep), ``safety``
-    (anything but a single read-only query), ``normalize`` (cannot be transpiled).
-    """
-
-    def __init__(self, target_dialect: str, source_dialect: Optional[str] = None):
-        super().__init__()
-        self.target_dialect = target_dialect
-        self.source_dialect = source_dialect
-
-    def expand(self, records):
-        return records | "Normalize" >> beam.ParDo(
-            _NormalizeFn(self.source_dialect, self.target_dialect)
-        ).with_outputs(DEAD, main="records")

@@ -206,20 +206,6 @@ def tables_from_ddl(texts: Iterable[str], dialect: Optional[str] = None) -> dict
     return builder.tables()
 
 
-def load_ddl(patterns: Sequence[str], dialect: Optional[str]) -> dict[str, Table]:
-    """Tables described by the DDL files ``patterns`` match (any Beam filesystem, files in name order)."""
-    if not patterns:
-        return {}
-    from apache_beam.io.filesystems import FileSystems
-
-    texts = []
-    for result in FileSystems.match(list(patterns)):
-        for metadata in sorted(result.metadata_list, key=lambda m: m.path):
-            with FileSystems.open(metadata.path) as handle:
-                texts.append(handle.read().decode("utf-8", errors="replace"))
-    return tables_from_ddl(texts, dialect)
-
-
 def sample_value_text(value: Any) -> str:
     """A sample value as SQL-literal-like text, short enough for a prompt.
 

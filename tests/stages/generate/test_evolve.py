@@ -92,7 +92,7 @@ def test_a_pairs_techniques_and_styles_are_spread_and_stable():
 @pytest.mark.parametrize("hash_seed", ["1", "2"])
 def test_a_pairs_choices_are_the_same_in_another_process(hash_seed):
     """Workers are separate processes: a choice built on ``hash()`` (salted per process) would differ."""
-    code = ("import json, sys; sys.path.insert(0, 'tests'); from test_evolve import _choices, SPREAD_IDS; "
+    code = ("import json; from tests.stages.generate.test_evolve import _choices, SPREAD_IDS; "
             "print(json.dumps(_choices(SPREAD_IDS)))")
     env = {**os.environ, "PYTHONHASHSEED": hash_seed}
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,

@@ -17,14 +17,9 @@ from adapters.llm import LlmSettings
 from transforms.core.record import new_record
 from transforms.label.describe import DescribeQuestions
 from transforms.validate.normalize import NormalizeSql
-from transforms.label.questions import (
-    STYLES,
-    QuestionSettings,
-    WriteQuestions,
-    contains_sql,
-    most_central,
-    question_problem,
-)
+from transforms.core.vocab import STYLES
+from transforms.label.questions import QuestionSettings, WriteQuestions, most_central
+from transforms.sql.question_text import contains_sql, question_problem
 
 QUERIES = [
     "SELECT name FROM artist WHERE artist_id = 5",

@@ -7,8 +7,8 @@ from transforms.core.record import new_record
 from tests.conftest import make_pipeline
 import sqlglot
 
-from transforms.validate.normalize import NormalizeSql
 from transforms.sql.normalize import normalize_sql, referenced_tables, template_of
+from transforms.validate.normalize import NormalizeSql
 
 
 def test_whitespace_comments_and_keyword_case_are_normalized():

@@ -67,7 +67,7 @@ dispatch.outer_join_matching = outer_join_matching
 MAX_QUESTION_CHARS = 1000
 """Upper bound on the length of a question; longer ones are cut at a word boundary.
 
-The bound :mod:`transforms.label.questions` puts on a model's question. A cut drops conditions and
+The bound :mod:`transforms.sql.question_text` puts on a model's question. A cut drops conditions and
 values, and a question that says less than its SQL is wrong where a long one is only long, so
 a rules question is cut only past this (no query of the Defog and SEDE sets comes near it).
 """
