@@ -107,7 +107,7 @@ MAPPING: dict[str, str] = {
         "test_safety", "test_question_rules", "test_question_golden", "test_fuzz", "test_layers",
         "test_formats_chat", "test_formats_contract", "test_formats_csv", "test_formats_defog",
         "test_formats_jsonl", "test_formats_parquet", "test_formats_pg_csvlog", "test_formats_sql_file",
-        "test_config_boundary")},
+        "test_config_boundary", "test_record_json")},
     # tests/stages/<family>/: one family's PTransforms on TestPipeline, no service.
     **{f"tests.{name}": f"tests.stages.ingest.{name}" for name in ("test_read", "test_chat_context")},
     **{f"tests.{name}": f"tests.stages.validate.{name}" for name in (

@@ -53,20 +53,6 @@ STAGE = "llm"
 #: What the chat reader keeps with ``--context segmented``: the model decides from the last few
 #: turns whether a question follows on from them (bounded: never the whole conversation).
 SEGMENT_CONTEXT = "window:6"
-#: OmniSQL's question styles, with the instruction each adds to the prompt.
-STYLES: dict[str, str] = {
-    "formal": "formal, precise English, as in a written report request",
-    "colloquial": "casual everyday language, as one colleague asks another",
-    "imperative": "a command (\"Show ...\", \"List ...\", \"Find ...\") rather than a question",
-    "interrogative": "a direct question (\"Which ...?\", \"How many ...?\", \"What ...?\")",
-    "descriptive": "a description of the information wanted, with its conditions spelled out",
-    "concise": "as few words as possible while keeping every condition",
-    "vague": "loose wording that leaves obvious details implicit, while still asking for the same result",
-    "metaphorical": "a figurative or metaphorical turn of phrase, while still asking for the same result",
-    "conversational": "a friendly conversational request (\"Could you tell me ...?\")",
-}
-#: Questions longer than this are rejected (a model that rambles did not write a question).
-MAX_QUESTION_CHARS = 1000
 #: Order in which candidate failure reasons win when several are equally common.
 _REASON_PRIORITY = ("request_failed", "invalid_reply", "question_contains_sql", "empty_question", "question_too_long")
 

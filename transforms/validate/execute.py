@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import queue
-import threading
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Iterable, Iterator, NamedTuple, Optional, Union
