@@ -23,6 +23,7 @@ import json
 import random
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -34,7 +35,6 @@ sys.path.insert(0, str(REPO_ROOT / "bench"))
 from bench_chat import distinct_pool  # noqa: E402
 from bench_execute import DEFAULT_DATABASE, _ensure_chinook, compile_project  # noqa: E402
 
-WORK_DIR = Path("/tmp/sqlpairs_bench_llm_requests")
 FAILING = 0.04
 
 
@@ -77,9 +77,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     _ensure_chinook(args.database)
     compile_project()
-    log = WORK_DIR / "log.jsonl"
+    # a directory of its own per run: two runs at once must never rewrite each other's log
+    work_dir = Path(tempfile.mkdtemp(prefix="sqlpairs_bench_llm_requests-"))
+    log = work_dir / "log.jsonl"
     shape = write_log(log, args.lines, int(args.lines * args.distinct))
-    out = WORK_DIR / "out" / "pairs"
+    out = work_dir / "out" / "pairs"
     process, url = _start_server()
     try:
         command = [sys.executable, "-m", "pipeline", "run", "--sql_logs", str(log), "--database", args.database,

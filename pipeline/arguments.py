@@ -213,7 +213,13 @@ def _writes_questions(values: argparse.Namespace) -> bool:
 
 
 def _uses_model(values: argparse.Namespace) -> bool:
-    return values.llm != "rules" or bool(values.consistency) or bool(values.preference)
+    return (values.llm != "rules" or bool(values.consistency) or bool(values.preference) or bool(values.cot)
+            or bool(values.judge) or bool(values.evidence))
+
+
+def _inherits_main_model(values: argparse.Namespace) -> bool:
+    """A model whose project, location and prices default to ``--llm``'s (the round trip, --cot, --judge)."""
+    return _writes_questions(values) or bool(values.consistency or values.cot or values.judge or values.evidence)
 
 
 def _with_prefix(*prefixes: str) -> tuple[str, ...]:
@@ -234,10 +240,14 @@ NEEDS: tuple[Needs, ...] = (
           "a model that writes questions: --llm gemini or --llm openai (--llm rules reads none of it)",
           _writes_questions),
     Needs(("llm_project", "llm_location", "llm_price_in", "llm_price_out"),
-          "a model: --llm gemini|openai or --consistency (--llm rules reads none of it)",
-          lambda v: _writes_questions(v) or bool(v.consistency)),
+          "a model: --llm gemini|openai, --consistency, --cot, --judge or --evidence (--llm rules reads none of it)",
+          _inherits_main_model),
     Needs(("llm_max_in_flight", "llm_rpm", "llm_retries", "llm_backoff_s", "llm_timeout_s", "llm_cache"),
-          "a model: --llm gemini|openai, --consistency or --preference", _uses_model),
+          "a model: --llm gemini|openai, --consistency, --preference, --cot, --judge or --evidence", _uses_model),
+    Needs(_with_prefix("cot_"), "--cot N (they shape the execution-voted reasoning traces)", lambda v: bool(v.cot)),
+    Needs(_with_prefix("judge_"), "--judge (they are the judge's model and threshold)", lambda v: bool(v.judge)),
+    Needs(("decontaminate_threshold",), "--decontaminate (it is the question-overlap threshold of decontamination)",
+          lambda v: bool(v.decontaminate)),
     Needs(("database_password_env", "timeout_s", "max_rows", "max_result_bytes", "max_connections"),
           "--database (it applies to the queries run there)", lambda v: bool(v.database)),
     Needs(("sft_sample_rows",), "an export with a prompt: --format sft-chat, prompt-completion... or --preference",

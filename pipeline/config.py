@@ -310,9 +310,9 @@ def _resolve(values: argparse.Namespace):
         generation=generation,
         near_dup_threshold=values.near_dup_threshold,
         cot=cot,
+        decontaminate=decontaminate_settings(values, target_dialect=target, source_dialect=source),
         judge=judge,
         evidence=evidence,
-        decontaminate=decontaminate_settings(values, target_dialect=target, source_dialect=source),
     )
 
 

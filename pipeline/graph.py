@@ -64,10 +64,10 @@ class JobConfig(NamedTuple):
     generation: Optional[GenerationSettings] = None  # personas, teachings, synthesis, evolution, round-trip check
     near_dup_threshold: float = 0.8  # --dedup exact|question-only: merge near-duplicate questions of one SQL
     spread_records: bool = True  # Reshuffle after reading; False only where one worker runs everything
-    judge: Optional[JudgeSettings] = None  # --judge: a model scores each final pair (--judge_min drops)
-    evidence: Optional[EvidenceSettings] = None  # --evidence: notes on the questions' domain terms
     cot: Optional[CotSettings] = None  # --cot N: execution-voted reasoning traces, the last paid step
     decontaminate: Optional[DecontaminateSettings] = None  # --decontaminate: pairs copying a benchmark out
+    judge: Optional[JudgeSettings] = None  # --judge: a model scores each final pair (--judge_min drops)
+    evidence: Optional[EvidenceSettings] = None  # --evidence: notes on the questions' domain terms
 
 
 def output_paths(prefix: str) -> dict[str, str]:
@@ -197,6 +197,7 @@ def _execute(config: JobConfig, hot_threshold: Optional[int]) -> ExecuteQueries:
         max_result_bytes=config.max_result_bytes,
         skip_reason=config.skip_reason,
         hot_threshold=hot_threshold,
+        grouped=config.spread_records,  # one local worker: no GroupByKey barrier before the database
     )
 
 

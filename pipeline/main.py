@@ -64,6 +64,37 @@ def _has_several_workers(beam_options) -> bool:
     return (workers or 1) > 1
 
 
+#: The Beam release whose data plane ``send_whole_elements_only`` was checked against
+#: (constraints.txt pins it; tests/test_runner_threads.py fails when they differ, so an
+#: upgrade re-checks whether the workaround is still needed).
+WHOLE_ELEMENTS_CHECKED_ON_BEAM = "2.77.0"
+
+
+def send_whole_elements_only() -> None:
+    """Turn off the timed flush of Beam's gRPC data streams, which can tear or drop elements.
+
+    With ``--direct_running_mode multi_threading`` the in-process runner talks to its SDK
+    harness over gRPC, and Beam (``worker_handlers.DATA_BUFFER_TIME_LIMIT_MS``, 1000 ms, not
+    settable from the options in that mode) gives every data stream a timer thread that
+    flushes the buffer each second *while the bundle's thread is still writing into it*
+    (``data_plane.TimeBasedBufferingClosableOutputStream``; nothing locks writes against
+    it). Two things follow, both seen here on 2.77.0 (tests/test_runner_threads.py):
+
+    - a flush in the middle of an element sends half of it in one chunk; the next stage
+      decodes chunks apart and fails (``Unknown type tag``, ``UnicodeDecodeError``);
+    - elements written between the flush's ``get()`` and ``_clear()`` are cleared unsent:
+      records vanish with no error at all.
+
+    0 is Beam's own "no timed flush": streams then flush at element boundaries only (at
+    10 MB, and when the bundle ends), which is all a batch run on this runner needs, since
+    it reads a stage's output only once the bundle is done. Both the runner's data service
+    and the harness read the constant when a run starts, so set it before ``run()``.
+    """
+    from apache_beam.runners.portability.fn_api_runner import worker_handlers
+
+    worker_handlers.DATA_BUFFER_TIME_LIMIT_MS = 0
+
+
 def _repair_beam_memory_probe() -> None:
     """Stop RunInference's "Resource module is not available" warning at its cause.
 
@@ -106,6 +137,8 @@ def run(argv: Sequence[str], prog: str = "sqlpairs run") -> int:
         # the next batch's requests go out while the last batch's replies are applied.
         beam_args += ["--direct_running_mode=multi_threading", "--direct_num_workers=4"]
     beam_options = PipelineOptions(beam_args)
+    if beam_options.view_as(StandardOptions).runner == "FnApiRunner":
+        send_whole_elements_only()  # our multi_threading runs, and a user's --direct_running_mode too
     if config.questions or config.generation or (config.training and config.training.preference):
         _repair_beam_memory_probe()
     config = config._replace(spread_records=_has_several_workers(beam_options))
@@ -148,6 +181,11 @@ def run(argv: Sequence[str], prog: str = "sqlpairs run") -> int:
         from transforms.label.questions import QuestionSettings, llm_usage
 
         llm = llm_usage(result, QuestionSettings(llm=config.generation.consistency_llm or config.generation.llm))
+    elif config.cot is not None or config.judge is not None:  # --llm rules with a --cot_llm or --judge_llm model
+        from transforms.questions import QuestionSettings, llm_usage
+
+        model = config.cot.llm if config.cot is not None else config.judge.llm
+        llm = llm_usage(result, QuestionSettings(llm=model))
     if config.training is not None and config.training.preference is not None:
         from transforms.publish.preference import weak_llm_usage
 

@@ -321,6 +321,12 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("cot_llm_api_key_env", "Name of an environment variable holding the --cot model's API key "
                "(default: --llm_api_key_env for the same backend).", "Chain-of-thought API key environment variable",
                regex="^[A-Za-z_][A-Za-z0-9_]*$"),
+    OptionSpec("cot_dpo_limit", "With --cot and --format dpo-reasoning: reasoning-level DPO pairs per kept pair "
+               "(ExCoT), at most. Each pairs the kept trace (chosen) with one of the same vote's traces whose SQL "
+               "gave another result, failed, or did not pass the guard (rejected), in that order, then by sample "
+               "index; a vote with no such trace gives none. No extra request: the traces are the --cot "
+               "solutions already written.", "Reasoning DPO pairs per pair", default=1, type=_positive_int,
+               regex="^[1-9][0-9]*$"),
     OptionSpec("near_dup_threshold", "With --dedup exact or question-only: questions of one SQL whose word "
                "shingles have an estimated (MinHash) Jaccard similarity of at least this are merged as "
                "duplicates.", "Near-duplicate threshold", default=0.8, type=_fraction,

@@ -1,4 +1,5 @@
-"""``--cot`` / ``--cot_min_valid`` / ``--cot_temperature`` / ``--cot_llm*`` / ``--sft_target`` → settings.
+"""``--cot`` / ``--cot_min_valid`` / ``--cot_temperature`` / ``--cot_llm*`` / ``--cot_dpo_limit`` /
+``--sft_target`` → settings.
 
 The solutions' model is resolved the way the round-trip model is (``--consistency_llm*``):
 its own backend, model, endpoint and key where given, else the ``--llm`` ones — all but the
@@ -15,11 +16,13 @@ from typing import Any, Optional
 from adapters.llm import LlmSettings
 from pipeline.settings.llm import check_model, model_settings
 from transforms.core.errors import UserError
-from transforms.publish.cot import COT_MAX_OUTPUT_TOKENS, CotSettings
-from transforms.kit.executors import default_max_connections
-from transforms.publish.exports import EXAMPLE_FORMATS, SchemaSource
-from transforms.core.vocab import split_patterns
-from transforms.publish.sft_target import SFT_TARGETS
+from transforms.cot import COT_MAX_OUTPUT_TOKENS, CotSettings
+from transforms.execute import default_max_connections
+from transforms.exports import EXAMPLE_FORMATS, SchemaSource
+from transforms.read import split_patterns
+from transforms.reasoning_dpo import FORMAT as REASONING_DPO
+from transforms.sft_target import SFT_TARGETS
+from transforms.training import parse_formats
 
 
 def cot_llm_settings(values: argparse.Namespace, llm: LlmSettings) -> LlmSettings:
@@ -55,7 +58,13 @@ def cot_settings(values: argparse.Namespace, *, database: Optional[str],
     execute``), else None: every solution is executed there, and the schema prompt is
     read from it (or from ``--schema`` DDL files).
     """
+    try:
+        reasoning_dpo = REASONING_DPO in parse_formats(values.format)[0]
+    except ValueError:  # --format's own error is reported with the training settings
+        reasoning_dpo = False
     if not values.cot:
+        if reasoning_dpo:
+            raise UserError("--format dpo-reasoning pairs the traces of the --cot votes (ExCoT): add --cot N")
         if values.stage_by == "exec_difficulty":
             raise UserError("--stage_by exec_difficulty stages pairs by how often the --cot solutions solved them: "
                             "add --cot N")
@@ -77,7 +86,8 @@ def cot_settings(values: argparse.Namespace, *, database: Optional[str],
                           sample_rows=values.sft_sample_rows)
     return CotSettings(llm=llm, database=database, samples=values.cot, min_valid=values.cot_min_valid,
                        database_settings=database_settings,
-                       max_connections=values.max_connections or default_max_connections(), schema=schema)
+                       max_connections=values.max_connections or default_max_connections(), schema=schema,
+                       dpo_limit=values.cot_dpo_limit if reasoning_dpo else 0)
 
 
 def with_sft_target(values: argparse.Namespace, training: Any) -> Any:

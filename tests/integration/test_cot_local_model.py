@@ -27,15 +27,15 @@ DATABASE = f"sqlite:///{REPO / 'examples' / 'chinook.sqlite'}"
 PAIRS = [
     ("How many artists are there?", "SELECT COUNT(*) FROM Artist"),
     ("How many tracks last longer than five minutes?", "SELECT COUNT(*) FROM Track WHERE Milliseconds > 300000"),
-    ("Which customers live in Brazil?", "SELECT FirstName, LastName FROM Customer WHERE Country = 'Brazil'"),
 ]
 REASONS = {"majority_disagrees", "too_few_valid"}
 N = 3
 
 
 def test_smollm2_solutions_are_voted_and_every_pair_is_kept_or_explained(llama_server):  # noqa: F811
+    # one server answers one request at a time: a long timeout, so no retry queues behind a slow first try
     llm = LlmSettings(backend="openai", endpoint=llama_server, max_in_flight=2, retries=1, backoff_s=0.5,
-                      timeout_s=120, temperature=0.8, max_output_tokens=256)
+                      timeout_s=300, temperature=0.8, max_output_tokens=192)
     settings = CotSettings(llm=llm, database=DATABASE, samples=N, min_valid=1,
                            database_settings={"timeout_s": 5.0, "max_rows": 1000}, max_connections=2,
                            schema=SchemaSource(dialect="sqlite", database=DATABASE))

@@ -30,6 +30,12 @@ and the execution difficulty of ``transforms.publish.exec_difficulty`` from the 
 the same ``extra`` keys (no ``reasoning``). Other reasons: ``no_question``, ``gold_failed``
 (the pair's SQL failed this time), ``no_database``, ``database_unavailable``.
 
+With ``--format dpo-reasoning`` (ExCoT's reasoning-level preference pairs), a kept pair also
+carries ``extra["cot_rejected"]`` (JSON text: ``chosen``, the kept trace's sample index, and
+``traces``, up to ``--cot_dpo_limit`` of the same vote's traces whose SQL gave another result
+or failed, ``rejected_traces``); ``transforms.reasoning_dpo`` renders them as DPO rows. They
+come from the N solutions already paid for: no extra request.
+
 Cost: N requests per final pair (``llm.cot.requests`` = N x pairs that reach the stage), sent
 as N independent requests with the sample index as seed (cached per sample by
 ``--llm_cache``); see ``COT_MAX_OUTPUT_TOKENS``.
@@ -73,6 +79,10 @@ HASH_CHARS = 12
 DETAIL_CHARS = 300
 #: How a solution ended: it voted (``ran``), or why it could not.
 INVALID = ("no_reply", "unparseable", "exec_error", "timeout")
+#: Which traces may be a reasoning-level DPO pair's rejected answer, in the order they are chosen:
+#: one that ran and gave another result (the hardest negative: plausible enough to run), then
+#: one whose SQL failed, then one whose SQL did not pass the guard.
+REJECTED_KINDS = ("wrong_result", "exec_error", "timeout", "unparseable")
 
 
 @dataclass(frozen=True)
@@ -86,6 +96,7 @@ class CotSettings:
     database_settings: Mapping[str, Any] = field(default_factory=dict)  # timeout_s, max_rows, password_env
     max_connections: int = 4
     schema: SchemaSource = SchemaSource()
+    dpo_limit: int = 0  # --format dpo-reasoning: rejected traces kept per pair (--cot_dpo_limit), else 0
 
     @property
     def model_label(self) -> str:
@@ -170,6 +181,41 @@ def disagreement_detail(table: Mapping[str, Any]) -> str:
     invalid = ", ".join(f"{key}={n}" for key, n in table["invalid"].items()) or "none"
     return (f"gold result {table['gold']} got {table['solved']} of {table['valid']} valid votes "
             f"({table['n']} solutions); votes: {votes}; invalid: {invalid}")
+
+
+def rejected_traces(solutions: Sequence[Solution], gold: str, limit: int) -> list[dict[str, Any]]:
+    """Up to ``limit`` traces whose SQL disagreed with or failed against the gold, for ``dpo-reasoning``.
+
+    Chosen by ``REJECTED_KINDS``' order, then sample index; a trace without reasoning or SQL
+    (nothing to render) and a repeat of an earlier trace's text are left out.
+
+    >>> s = [Solution(0, "bad parse", "DROP x", invalid="unparseable", detail="guard"),
+    ...      Solution(1, "right", "q1", "G"), Solution(2, "wrong", "q2", "B"), Solution(3, "", "", invalid="no_reply"),
+    ...      Solution(4, "failed", "q4", invalid="exec_error", detail="no such column"),
+    ...      Solution(5, "wrong", "q2", "B")]
+    >>> [(t["index"], t["kind"]) for t in rejected_traces(s, "G", 3)]
+    [(2, 'wrong_result'), (4, 'exec_error'), (0, 'unparseable')]
+    >>> rejected_traces(s, "G", 1)[0]
+    {'index': 2, 'kind': 'wrong_result', 'reasoning': 'wrong', 'sql': 'q2', 'detail': ''}
+    """
+    def kind(solution: Solution) -> Optional[str]:
+        if solution.result is not None:
+            return "wrong_result" if solution.result != gold else None
+        return solution.invalid if solution.invalid in REJECTED_KINDS else None
+
+    ranked = sorted(((REJECTED_KINDS.index(k), s.index, k, s) for s in solutions
+                     if (k := kind(s)) is not None and s.reasoning and s.sql), key=lambda item: item[:2])
+    traces: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
+    for _, _, label, solution in ranked:
+        if len(traces) >= limit:
+            break
+        if (solution.reasoning, solution.sql) in seen:
+            continue
+        seen.add((solution.reasoning, solution.sql))
+        traces.append({"index": solution.index, "kind": label, "reasoning": solution.reasoning,
+                       "sql": solution.sql, "detail": solution.detail[:DETAIL_CHARS]})
+    return traces
 
 
 def parse_solution(index: int, outcome: LlmOutcome, dialect: str) -> tuple[Solution, tuple[str, ...]]:
@@ -311,6 +357,11 @@ class _VoteFn(beam.DoFn):
             yield reject(STAGE, vote.reason, disagreement_detail(table), record._replace(extra=extra))
             return
         extra["cot_sql"] = vote.chosen.sql
+        if self.settings.dpo_limit:  # --format dpo-reasoning: the traces its rows reject, beside the chosen one
+            traces = rejected_traces(solutions, gold_key, self.settings.dpo_limit)
+            extra["cot_rejected"] = json.dumps({"chosen": vote.chosen.index, "traces": traces}, sort_keys=True)
+            for trace in traces:
+                yield beam.pvalue.TaggedOutput(NOTES, f"note:cot:dpo_rejected:{trace['kind']}")
         count("cot.kept")
         yield record._replace(reasoning=vote.chosen.reasoning, extra=extra)
 

@@ -42,7 +42,7 @@ _SIZES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000
 _FORMAT_FIELDS = {
     "pairs": "one record per pair: `question`, `sql` (as read), `normalized_sql` (what was validated), `db_id`, "
              "`dialect`, `difficulty`, `concepts`, `execution` (status, row count, result hash), lineage and provenance",
-    "sft-chat": "`messages`: system (the DDL of the tables the SQL reads), user (the question), assistant "
+    "sft-chat": "`messages`: system (the DDL of the schema `--prompt_schema` chose: by default the tables the SQL reads), user (the question), assistant "
                 "(whitespace-normalized SQL); `meta`",
     "prompt-completion": "`prompt` (task, DDL, question, ending in `### SQL`) and `completion` (the SQL) kept apart, "
                          "for completion-only loss without packing; `meta`",
@@ -316,8 +316,9 @@ def _limits(options: Mapping[str, Any], report: Mapping[str, Any]) -> str:
         limits.append("DPO labels compare results on one database: a rejected SQL is wrong on this data, and a "
                       "chosen sample SQL is right on it (possibly by coincidence). The mistakes are one weak "
                       "model's at one temperature.")
-    if options.get("sft_sample_rows") or options.get("sql_logs") or options.get("chat_history"):
-        limits.append("Literals in logged SQL, chat text and sample rows come from real data and may contain "
+    from_real_rows = options.get("sft_sample_rows") or options.get("prompt_schema") == "noisy"
+    if from_real_rows or options.get("sql_logs") or options.get("chat_history"):
+        limits.append("Literals in logged SQL, chat text, sample rows and example values come from real data and may contain "
                       "personal or confidential information: review before publishing.")
     return "\n".join(f"- {line}" for line in limits)
 

@@ -16,6 +16,9 @@ Formats (``--format``, several at once, comma-separated):
 * ``dpo-chat`` — ``{"id", "prompt": [system, user], "chosen": [assistant], "rejected":
   [assistant], "meta"}``: TRL's conversational preference format; its system and user messages
   are the ``sft-chat`` messages of the same pair (built from the same ``TrainingExample``);
+* ``dpo-reasoning`` — ``{"id", "prompt", "chosen", "rejected", "meta"}`` from the ``--cot``
+  votes (ExCoT): a verified trace chosen over a trace of the same vote whose SQL failed or gave
+  another result, written by ``transforms.reasoning_dpo``;
 * ``parquet`` — a Parquet copy (pyarrow, explicit schema) beside every JSONL set listed.
 
 Every SQL in a training row is whitespace-normalized (``normalize_whitespace``): SQLCoder 2
@@ -66,12 +69,14 @@ from transforms.kit.write import SPILL_CHARS, ExternalSorter, created_atomically
 _LOGGER = logging.getLogger(__name__)
 
 #: Training formats ``--format`` accepts, plus the ``parquet`` modifier.
-FORMATS = ("pairs", "sft-chat", "prompt-completion", "prompt-completion-chat", "dpo", "dpo-chat")
+FORMATS = ("pairs", "sft-chat", "prompt-completion", "prompt-completion-chat", "dpo", "dpo-chat", "dpo-reasoning")
 PARQUET = "parquet"
 #: Formats rendered from a pair's ``TrainingExample`` (they need the tables' DDL).
 EXAMPLE_FORMATS = ("sft-chat", "prompt-completion", "prompt-completion-chat")
 #: Formats made from the weak model's DPO pairs (they need ``--preference``).
 PREFERENCE_FORMATS = ("dpo", "dpo-chat")
+#: Formats made from the ``--cot`` votes' traces (they need ``--cot``; ``transforms.reasoning_dpo``).
+COT_FORMATS = ("dpo-reasoning",)
 #: The dead letters' set in the dataset folder (a copy of ``PREFIX-rejects-…``).
 REJECTS = "rejects"
 #: File types of the dataset folder: ``PREFIX-dataset/<kind>/<set>/train-NNNNN-of-NNNNN.<kind>``.
@@ -378,6 +383,12 @@ DPO_META = pa.struct([
     ("rejected_error", pa.string()), ("chosen_source", pa.string()), ("chosen_sample_index", pa.int64()),
     ("weak_model", pa.string()),
 ])
+REASONING_DPO_META = pa.struct([
+    ("record_id", pa.string()), ("db_id", pa.string()), ("difficulty", pa.string()),
+    ("exec_difficulty", pa.string()), ("concepts", _STRINGS), ("question", pa.string()), ("neg_kind", pa.string()),
+    ("sample_index", pa.int64()), ("rejected_error", pa.string()), ("chosen_sample_index", pa.int64()),
+    ("cot_model", pa.string()),
+])
 #: Arrow type of every ``Record`` field (a test fails when a field is added without one).
 PAIR_FIELD_TYPES: Mapping[str, pa.DataType] = {
     "id": pa.string(), "question": pa.string(), "sql": pa.string(), "context": _STRINGS, "success": pa.bool_(),
@@ -407,6 +418,8 @@ SCHEMAS: Mapping[str, pa.Schema] = {
                            ("meta", DPO_META)]),
     "dpo": pa.schema([("id", pa.string()), ("prompt", pa.string()), ("chosen", pa.string()),
                       ("rejected", pa.string()), ("meta", DPO_META)]),
+    "dpo-reasoning": pa.schema([("id", pa.string()), ("prompt", pa.string()), ("chosen", pa.string()),
+                                ("rejected", pa.string()), ("meta", REASONING_DPO_META)]),
 }
 
 

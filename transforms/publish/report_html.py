@@ -2,8 +2,9 @@
 
 Written after a local run from the finished report (``pipeline.main._finish_report`` calls
 ``write_report_pages``): the funnel per stage, rejection reasons, difficulty and concept
-distributions (concepts against the curriculum's targets), model token use and cost, and for
-preference data the label mix of the weak model's samples. Plots are PNGs drawn with
+distributions (concepts against the curriculum's targets), model token use and cost, for
+preference data the label mix of the weak model's samples, and with ``--cot`` structural
+(Spider) difficulty against execution difficulty (how often the solutions solved the pair). Plots are PNGs drawn with
 matplotlib's Agg canvas (``matplotlib.figure.Figure``: no pyplot, no display, no global
 state) and embedded as ``data:`` URIs, so the page opens anywhere — a CI artifact, a
 bucket, an e-mail — without fetching anything.
@@ -135,6 +136,51 @@ def bar_plot(labels: Sequence[str], values: Sequence[float], title: str, xlabel:
     if not percent:
         _whole_numbers(axes)
     axes.set_xlabel(xlabel)
+    axes.set_title(title)
+    return png_data_uri(figure)
+
+
+def difficulty_matrix(cot: Mapping[str, int]) -> tuple[list[str], list[str], list[list[int]]]:
+    """Spider levels (rows) × execution levels (columns) from ``report["cot"]``'s
+    ``difficulty_vs_exec:<spider>/<exec>`` counts; the four levels in order, any other label after them.
+
+    >>> rows, columns, counts = difficulty_matrix({"difficulty_vs_exec:easy/hard": 2, "difficulty_vs_exec:hard/easy": 1,
+    ...                                            "solutions:ran": 9})
+    >>> rows == columns == ["easy", "medium", "hard", "extra"], counts[0], counts[2]
+    (True, [0, 0, 2, 0], [1, 0, 0, 0])
+    >>> difficulty_matrix({"difficulty_vs_exec:None/extra": 1})[0]
+    ['easy', 'medium', 'hard', 'extra', 'None']
+    """
+    prefix = "difficulty_vs_exec:"
+    cells = {}
+    for key, value in cot.items():
+        if key.startswith(prefix) and "/" in key:
+            structural, execution = key[len(prefix):].rsplit("/", 1)
+            cells[(structural, execution)] = cells.get((structural, execution), 0) + int(value)
+
+    def levels(found: set) -> list[str]:
+        return list(DIFFICULTIES) + sorted(found - set(DIFFICULTIES))
+
+    rows, columns = levels({r for r, _ in cells}), levels({c for _, c in cells})
+    return rows, columns, [[cells.get((r, c), 0) for c in columns] for r in rows]
+
+
+def heatmap_plot(rows: Sequence[str], columns: Sequence[str], counts: Sequence[Sequence[int]], title: str,
+                 ylabel: str, xlabel: str) -> Optional[str]:
+    """A table of counts as shaded cells, each cell's count written in it (none when all are 0)."""
+    if not rows or not columns or not any(any(row) for row in counts):
+        return None
+    figure, axes = _figure(1.3 * len(columns) + 2.4, 0.8 * len(rows) + 1.6)
+    top = max(max(row) for row in counts)
+    axes.imshow(counts, cmap="Blues", vmin=0, vmax=top, aspect="auto")
+    for y, row in enumerate(counts):
+        for x, value in enumerate(row):
+            axes.text(x, y, str(value), ha="center", va="center", fontsize=9,
+                      color="white" if value > top / 2 else "#212121")
+    axes.set_xticks(range(len(columns)), list(columns))
+    axes.set_yticks(range(len(rows)), list(rows))
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
     axes.set_title(title)
     return png_data_uri(figure)
 
@@ -310,6 +356,27 @@ def _preference(report: Mapping[str, Any]) -> str:
     )
 
 
+def _cot(report: Mapping[str, Any]) -> str:
+    """``--cot``: Spider's structural difficulty against the execution difficulty of the solutions' votes."""
+    cot = report.get("cot") or {}
+    if not any(key.startswith("difficulty_vs_exec:") for key in cot):
+        return ""
+    rows, columns, counts = difficulty_matrix(cot)
+    plot = heatmap_plot(rows, columns, counts, "Pairs by structural and execution difficulty",
+                        "structural (Spider hardness)", "execution (--cot solve rate)")
+    table = _table(("structural (rows) / execution (columns)", *columns, "total"),
+                   [(r, *row, sum(row)) for r, row in zip(rows, counts)])
+    other = [(key, n) for key, n in cot.items() if not key.startswith("difficulty_vs_exec:")]
+    return _section(
+        "cot", "Chain of thought: structural against execution difficulty",
+        '<p class="muted">Every pair the solutions voted on (kept or not). Structural difficulty reads the SQL '
+        "(Spider's hardness); execution difficulty is how often the sampled solutions gave the gold result "
+        "(DataFlow's thresholds 2/5/9 of 10). A structurally easy pair that is hard by execution often has an "
+        "ambiguous question.</p>",
+        _img(plot, "structural against execution difficulty"), table,
+        "<h3>Solutions and reasoning-level DPO traces</h3>" + _table(("count", "n"), other) if other else "")
+
+
 def _exports(report: Mapping[str, Any]) -> str:
     exports = report.get("exports")
     if not exports:
@@ -361,6 +428,7 @@ def render_html(report: Mapping[str, Any], title: str = "sqlpairs report",
         _concepts(report),
         _llm(report),
         _preference(report),
+        _cot(report),
         _exports(report),
         _histograms(report),
         _options(report, defaults),

@@ -7,7 +7,8 @@
   ``PREFIX-dataset/jsonl/dpo/train-NNNNN-of-NNNNN.jsonl`` (``{prompt, chosen, rejected, meta}``),
   and ``PREFIX-dpo-samples-…`` beside the pairs (every labelled sample per question, so other
   knobs can be tried without sampling again);
-* ``transforms.publish.exports.WriteExports`` → the other formats, Parquet copies and staged sets;
+* ``transforms.exports.WriteExports`` → the other formats, Parquet copies and staged sets;
+* ``transforms.reasoning_dpo.WriteReasoningDpo`` → the ``dpo-reasoning`` set (``--cot``'s traces);
 * ``PREFIX-training-report.json``: the samples' label mix, how each question ended, pairs
   by kind, and rows per shard set — computed inside the pipeline, so it is exact on any
   runner. After a local run it is merged into ``PREFIX-report.json`` (``merge_training_report``).
@@ -26,8 +27,9 @@ from typing import Any, Mapping, NamedTuple, Optional, Sequence
 
 import apache_beam as beam
 
-from transforms.publish.conversations import WithFullContext
-from transforms.publish.exports import (
+from transforms.conversations import WithFullContext
+from transforms.exports import (
+    COT_FORMATS,
     DIFFICULTY_STAGES,
     EXAMPLE_FORMATS,
     FORMATS,
@@ -45,7 +47,8 @@ from transforms.publish.preference import (
     SamplePreferencePairs,
     samples_row,
 )
-from transforms.kit.write import WriteJsonShards, write_text_file
+from transforms.reasoning_dpo import FORMAT as REASONING_DPO, WriteReasoningDpo
+from transforms.write import WriteJsonShards, write_text_file
 
 
 class TrainingSettings(NamedTuple):
@@ -103,6 +106,7 @@ def training_report(counts: Mapping[str, int], settings: TrainingSettings) -> di
             "parquet": exports.parquet,
             "stage_by": exports.stage_by,
             "sample_rows": exports.schema.sample_rows,
+            "prompt_schema": exports.schema.prompt.mode,
             "sets": _ordered(sets, set_order),
             "skipped": dict(sorted(skipped.items())),
         }
@@ -181,7 +185,8 @@ def renders_context(settings: TrainingSettings) -> bool:
     >>> renders_context(TrainingSettings(ExportSettings("o", formats=("pairs", "prompt-completion"))))
     True
     """
-    return settings.preference is not None or any(f in EXAMPLE_FORMATS for f in settings.exports.formats)
+    return settings.preference is not None or any(f in (*EXAMPLE_FORMATS, *COT_FORMATS)
+                                                  for f in settings.exports.formats)
 
 
 class WriteTrainingData(beam.PTransform):
@@ -221,6 +226,8 @@ class WriteTrainingData(beam.PTransform):
         if with_context is not pairs:
             exported["with_context"] = with_context
         notes.append(exported | "WriteExports" >> WriteExports(exports))
+        if REASONING_DPO in exports.formats:  # --cot's losing traces against its kept one (ExCoT)
+            notes.append(with_context | "WriteReasoningDpo" >> WriteReasoningDpo(exports))
         return (
             notes
             | "AllTrainingNotes" >> beam.Flatten()

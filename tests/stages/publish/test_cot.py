@@ -227,6 +227,9 @@ def test_the_job_keeps_reasoned_pairs_exports_them_as_reasoning_and_stages_them(
     assert [row for row in report["stages"] if row["stage"] == "cot"] == [
         {"stage": "cot", "in": 4, "out": 2, "rejected": 2}]
     assert report["cot"]["solutions:ran"] == 16
+    # --llm rules with a --cot_llm model: the report still meters the --cot model's requests
+    metered = report["llm"]["stages"]["cot"]
+    assert metered["requests"] - metered["repairs"] == 4 * N and metered["records"] == 4
     dataset = tmp_path / "out" / "pairs-dataset" / "jsonl"
     chat = [json.loads(line) for line in (dataset / "sft-chat" / "train-00000-of-00001.jsonl").read_text().splitlines()]
     answers = {row["messages"][1]["content"]: row["messages"][2]["content"] for row in chat}

@@ -173,3 +173,33 @@ def test_options_section_lists_what_the_user_set_not_the_defaults():
     section = render_html(report, defaults=defaults).split('id="options"', 1)[1]
     assert "timeout_s" not in section and "num_shards" not in section
     assert "format" in section and "sft-chat,dpo,parquet" in section
+
+
+COT = {"difficulty_vs_exec:easy/easy": 5, "difficulty_vs_exec:easy/hard": 2, "difficulty_vs_exec:hard/medium": 3,
+       "difficulty_vs_exec:extra/extra": 1, "solutions:ran": 40, "solutions:exec_error": 4,
+       "dpo_rejected:wrong_result": 6}
+
+
+def test_cot_plots_structural_against_execution_difficulty_as_a_four_by_four_table(monkeypatch):
+    figures = _capture_figures(monkeypatch)
+    page = render_html({**REPORT, "cot": COT})
+    section = page.split('<section id="cot">', 1)[1].split("</section>", 1)[0]
+    assert len(_images(section)) == 1 and _images(section)[0].startswith("data:image/png;base64,")
+    rows = re.findall(r"<tr><td class=\"l\">(\w+)</td>(.*?)</tr>", section)
+    cells = {name: re.findall(r"<td class=\"\">(\d+)</td>", rest) for name, rest in rows}
+    assert cells["easy"] == ["5", "0", "2", "0", "7"]  # easy, medium, hard, extra by execution, then the total
+    assert cells["medium"] == ["0", "0", "0", "0", "0"]
+    assert cells["hard"] == ["0", "3", "0", "0", "3"]
+    assert cells["extra"] == ["0", "0", "0", "1", "1"]
+    assert "solutions:ran" in section and "dpo_rejected:wrong_result" in section
+    heatmap = next(f for f in figures if f.axes[0].images)  # the one figure drawn with imshow
+    axes = heatmap.axes[0]
+    assert axes.images[0].get_array().shape == (4, 4)
+    assert [t.get_text() for t in axes.get_xticklabels()] == ["easy", "medium", "hard", "extra"]
+    assert [t.get_text() for t in axes.get_yticklabels()] == ["easy", "medium", "hard", "extra"]
+    assert sorted(int(t.get_text()) for t in axes.texts) == sorted([5, 2, 3, 1] + [0] * 12)
+
+
+def test_without_cot_there_is_no_difficulty_matrix():
+    assert '<section id="cot">' not in render_html(REPORT)
+    assert '<section id="cot">' not in render_html({**REPORT, "cot": {"solutions:ran": 3}})
