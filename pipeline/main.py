@@ -65,7 +65,7 @@ def _has_several_workers(beam_options) -> bool:
 
 
 #: The Beam release whose data plane ``send_whole_elements_only`` was checked against
-#: (constraints.txt pins it; tests/test_runner_threads.py fails when they differ, so an
+#: (constraints.txt pins it; tests/job/test_runner_threads.py fails when they differ, so an
 #: upgrade re-checks whether the workaround is still needed).
 WHOLE_ELEMENTS_CHECKED_ON_BEAM = "2.77.0"
 
@@ -78,7 +78,7 @@ def send_whole_elements_only() -> None:
     settable from the options in that mode) gives every data stream a timer thread that
     flushes the buffer each second *while the bundle's thread is still writing into it*
     (``data_plane.TimeBasedBufferingClosableOutputStream``; nothing locks writes against
-    it). Two things follow, both seen here on 2.77.0 (tests/test_runner_threads.py):
+    it). Two things follow, both seen here on 2.77.0 (tests/job/test_runner_threads.py):
 
     - a flush in the middle of an element sends half of it in one chunk; the next stage
       decodes chunks apart and fails (``Unknown type tag``, ``UnicodeDecodeError``);
@@ -182,7 +182,7 @@ def run(argv: Sequence[str], prog: str = "sqlpairs run") -> int:
 
         llm = llm_usage(result, QuestionSettings(llm=config.generation.consistency_llm or config.generation.llm))
     elif config.cot is not None or config.judge is not None:  # --llm rules with a --cot_llm or --judge_llm model
-        from transforms.questions import QuestionSettings, llm_usage
+        from transforms.label.questions import QuestionSettings, llm_usage
 
         model = config.cot.llm if config.cot is not None else config.judge.llm
         llm = llm_usage(result, QuestionSettings(llm=model))

@@ -94,6 +94,7 @@ MAPPING: dict[str, str] = {
     "transforms.cot": "transforms.publish.cot",  # traces for the training targets, from exports' prompts
     "transforms.exec_difficulty": "transforms.publish.exec_difficulty",
     "transforms.sft_target": "transforms.publish.sft_target",
+    "transforms.reasoning_dpo": "transforms.publish.reasoning_dpo",
     "transforms.schema_prompt": "transforms.publish.schema_prompt",
     # tests/fakes/: what many tests share (conftest.py stays at tests/, pytest's place for it).
     "tests.beam_collect": "tests.fakes.beam_collect",
@@ -121,13 +122,13 @@ MAPPING: dict[str, str] = {
     "tests.test_write_links": "tests.stages.kit.test_write_links",
     **{f"tests.{name}": f"tests.stages.publish.{name}" for name in (
         "test_exports", "test_exports_load", "test_context_exports", "test_dataset_card", "test_report_html",
-        "test_write_report", "test_preference", "test_cot", "test_schema_prompt")},
+        "test_write_report", "test_preference", "test_cot", "test_schema_prompt", "test_cot_dpo")},
     # tests/job/: the whole job through its command line or runners, no service.
     **{f"tests.{name}": f"tests.job.{name}" for name in (
         "test_cli", "test_cli_strict", "test_llm_cli", "test_accounting", "test_hostile_inputs",
         "test_prompt_injection", "test_reliability_cli", "test_reliability_inputs", "test_template",
         "test_dataflow_graph", "test_multiworker", "test_beam_filesystems", "test_decontaminate_cli", "test_judge_cli",
-        "test_schema_prompt_cli")},
+        "test_schema_prompt_cli", "test_runner_threads")},
     # tests/integration/: PostgreSQL, MariaDB, model servers (real or fake, over HTTP), shared data.
     **{f"tests.{name}": f"tests.integration.{name}" for name in (
         "test_postgres", "test_mysql", "test_pg_stat_statements", "test_reliability_engines",

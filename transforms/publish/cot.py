@@ -33,7 +33,7 @@ the same ``extra`` keys (no ``reasoning``). Other reasons: ``no_question``, ``go
 With ``--format dpo-reasoning`` (ExCoT's reasoning-level preference pairs), a kept pair also
 carries ``extra["cot_rejected"]`` (JSON text: ``chosen``, the kept trace's sample index, and
 ``traces``, up to ``--cot_dpo_limit`` of the same vote's traces whose SQL gave another result
-or failed, ``rejected_traces``); ``transforms.reasoning_dpo`` renders them as DPO rows. They
+or failed, ``rejected_traces``); ``transforms.publish.reasoning_dpo`` renders them as DPO rows. They
 come from the N solutions already paid for: no extra request.
 
 Cost: N requests per final pair (``llm.cot.requests`` = N x pairs that reach the stage), sent

@@ -18,7 +18,7 @@ Formats (``--format``, several at once, comma-separated):
   are the ``sft-chat`` messages of the same pair (built from the same ``TrainingExample``);
 * ``dpo-reasoning`` — ``{"id", "prompt", "chosen", "rejected", "meta"}`` from the ``--cot``
   votes (ExCoT): a verified trace chosen over a trace of the same vote whose SQL failed or gave
-  another result, written by ``transforms.reasoning_dpo``;
+  another result, written by ``transforms.publish.reasoning_dpo``;
 * ``parquet`` — a Parquet copy (pyarrow, explicit schema) beside every JSONL set listed.
 
 Every SQL in a training row is whitespace-normalized (``normalize_whitespace``): SQLCoder 2
@@ -75,7 +75,7 @@ PARQUET = "parquet"
 EXAMPLE_FORMATS = ("sft-chat", "prompt-completion", "prompt-completion-chat")
 #: Formats made from the weak model's DPO pairs (they need ``--preference``).
 PREFERENCE_FORMATS = ("dpo", "dpo-chat")
-#: Formats made from the ``--cot`` votes' traces (they need ``--cot``; ``transforms.reasoning_dpo``).
+#: Formats made from the ``--cot`` votes' traces (they need ``--cot``; ``transforms.publish.reasoning_dpo``).
 COT_FORMATS = ("dpo-reasoning",)
 #: The dead letters' set in the dataset folder (a copy of ``PREFIX-rejects-…``).
 REJECTS = "rejects"

@@ -7,8 +7,8 @@
   ``PREFIX-dataset/jsonl/dpo/train-NNNNN-of-NNNNN.jsonl`` (``{prompt, chosen, rejected, meta}``),
   and ``PREFIX-dpo-samples-…`` beside the pairs (every labelled sample per question, so other
   knobs can be tried without sampling again);
-* ``transforms.exports.WriteExports`` → the other formats, Parquet copies and staged sets;
-* ``transforms.reasoning_dpo.WriteReasoningDpo`` → the ``dpo-reasoning`` set (``--cot``'s traces);
+* ``transforms.publish.exports.WriteExports`` → the other formats, Parquet copies and staged sets;
+* ``transforms.publish.reasoning_dpo.WriteReasoningDpo`` → the ``dpo-reasoning`` set (``--cot``'s traces);
 * ``PREFIX-training-report.json``: the samples' label mix, how each question ended, pairs
   by kind, and rows per shard set — computed inside the pipeline, so it is exact on any
   runner. After a local run it is merged into ``PREFIX-report.json`` (``merge_training_report``).
@@ -27,8 +27,8 @@ from typing import Any, Mapping, NamedTuple, Optional, Sequence
 
 import apache_beam as beam
 
-from transforms.conversations import WithFullContext
-from transforms.exports import (
+from transforms.publish.conversations import WithFullContext
+from transforms.publish.exports import (
     COT_FORMATS,
     DIFFICULTY_STAGES,
     EXAMPLE_FORMATS,
@@ -47,8 +47,8 @@ from transforms.publish.preference import (
     SamplePreferencePairs,
     samples_row,
 )
-from transforms.reasoning_dpo import FORMAT as REASONING_DPO, WriteReasoningDpo
-from transforms.write import WriteJsonShards, write_text_file
+from transforms.publish.reasoning_dpo import FORMAT as REASONING_DPO, WriteReasoningDpo
+from transforms.kit.write import WriteJsonShards, write_text_file
 
 
 class TrainingSettings(NamedTuple):

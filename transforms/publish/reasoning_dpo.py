@@ -3,7 +3,7 @@
 Snowflake's ExCoT (arXiv 2503.19988) trains on preference pairs of chains of thought whose
 SQL was executed: a trace whose query gave the right result is chosen over one whose query
 failed or gave another result. ``--cot`` already samples N traces per pair and runs each
-trace's SQL, so the pairs cost nothing more: ``transforms.cot`` keeps, on every pair it
+trace's SQL, so the pairs cost nothing more: ``transforms.publish.cot`` keeps, on every pair it
 keeps, up to ``--cot_dpo_limit`` of the vote's losing traces in ``extra["cot_rejected"]``
 (chosen deterministically: a wrong result first, then a failed query, then an unparseable
 one; by sample index), and this module renders them.
@@ -14,7 +14,7 @@ Each row is ``{"id", "prompt", "chosen", "rejected", "meta"}``:
   exactly (task, schema DDL as ``--prompt_schema`` renders it, question, evidence, then
   ``### Answer``), whatever ``--sft_target`` the other sets use;
 * ``chosen`` — that example's completion: the kept trace, then its SQL in a ```` ```sql ````
-  block (``transforms.sft_target.reasoning_completion``);
+  block (``transforms.publish.sft_target.reasoning_completion``);
 * ``rejected`` — a losing trace rendered the same way, its SQL whitespace-normalized;
 * ``meta`` — ``record_id``, ``db_id``, ``difficulty``, ``exec_difficulty``, ``concepts``,
   ``question``, ``neg_kind`` (``wrong_result``, ``exec_error``, ``timeout`` or
@@ -33,7 +33,7 @@ from typing import Any, Iterator, Optional
 import apache_beam as beam
 
 from transforms.core.record import Record, content_id
-from transforms.exports import (
+from transforms.publish.exports import (
     ExportSettings,
     SchemaLookup,
     SchemaSource,
@@ -43,16 +43,16 @@ from transforms.exports import (
     training_example,
     write_set,
 )
-from transforms.sft_target import reasoning_completion, reasoning_fields
+from transforms.publish.sft_target import reasoning_completion, reasoning_fields
 
 #: The set's name in ``--format``, the dataset folder and the reports.
 FORMAT = "dpo-reasoning"
-#: The key of ``extra`` where ``transforms.cot`` keeps the losing traces.
+#: The key of ``extra`` where ``transforms.publish.cot`` keeps the losing traces.
 REJECTED_KEY = "cot_rejected"
 
 
 def rejected_of(record: Record) -> tuple[Optional[int], list[dict[str, Any]]]:
-    """The kept trace's sample index and the losing traces ``transforms.cot`` stored on ``record``.
+    """The kept trace's sample index and the losing traces ``transforms.publish.cot`` stored on ``record``.
 
     >>> rejected_of(Record("r", "Q", "S", extra={"cot_rejected": '{"chosen": 2, "traces": [{"index": 0}]}'}))
     (2, [{'index': 0}])

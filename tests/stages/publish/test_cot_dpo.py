@@ -6,7 +6,7 @@ one runs and gives another result, one fails. So the kept trace, the losing trac
 order (a wrong result before a failed query) are known before the run; ``Q_ALL``'s solutions
 all agree with the gold, so it gives no row. The rows are checked in the JSONL set, then
 loaded through the dataset card with Hugging Face ``datasets`` (offline), as
-``tests/test_exports_load.py`` loads every other set.
+``tests/stages/publish/test_exports_load.py`` loads every other set.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 import datasets  # noqa: E402 - after the offline switches, which it reads at import
 import pytest  # noqa: E402
 import yaml  # noqa: E402
-from conftest import REPO  # noqa: E402
-from llm_fake_server import Action, FakeLlmServer  # noqa: E402
+from tests.conftest import REPO  # noqa: E402
+from tests.fakes.llm_fake_server import Action, FakeLlmServer  # noqa: E402
 
 from pipeline.main import main  # noqa: E402
-from transforms.cot import Solution, rejected_traces  # noqa: E402
+from transforms.publish.cot import Solution, rejected_traces  # noqa: E402
 
 DATABASE = f"sqlite:///{REPO / 'examples' / 'chinook.sqlite'}"
 N = 4
