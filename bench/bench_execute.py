@@ -11,7 +11,7 @@ Chinook is loaded from ``../shared/data`` when the database is absent.
 
 ``stage`` runs the same distinct analytics queries (templates over Chinook with
 varied literals, fixed seed) three ways, each with ``--max_connections`` queries in
-flight (default: ``transforms.execute.default_max_connections()``, 4 per core):
+flight (default: ``transforms.kit.executors.default_max_connections()``, 4 per core):
 
 * ``raw psycopg_pool loop`` — the baseline: a ``ConnectionPool`` of that size and a
   thread pool running ``conn.execute(sql).fetchall()``, nothing else;
@@ -140,7 +140,7 @@ def _ensure_chinook(database: str) -> None:
     if database != DEFAULT_DATABASE:
         return
     try:
-        from tests.db_fixtures import load_chinook
+        from tests.fakes.db_fixtures import load_chinook
 
         load_chinook()
     except BaseException as error:  # pytest's skip is a BaseException
@@ -185,7 +185,7 @@ def _executor_loop(database: str, queries: list[str], connections: int) -> float
 def _records(queries: list[str]):
     """Records as Normalize leaves them, and the parsed tree of each normalized SQL."""
     from transforms.core.record import new_record
-    from transforms.normalize import normalize_sql
+    from transforms.sql.normalize import normalize_sql
 
     records, parsed = [], {}
     for sql in queries:
@@ -199,7 +199,7 @@ def _records(queries: list[str]):
 def _dofn_path(database: str, records: list, connections: int) -> float:
     from apache_beam.utils.windowed_value import WindowedValue
 
-    from transforms.execute import _ExecuteGroupsFn
+    from transforms.validate.execute import _ExecuteGroupsFn
 
     fn = _ExecuteGroupsFn(database, {"timeout_s": 5.0, "max_rows": 10000, "password_env": None}, connections)
     fn.setup()
@@ -223,7 +223,7 @@ def _pipeline_path(database: str, records: list, connections: int) -> float:
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from transforms.execute import ExecuteQueries
+    from transforms.validate.execute import ExecuteQueries
 
     started = time.perf_counter()
     with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
@@ -233,7 +233,7 @@ def _pipeline_path(database: str, records: list, connections: int) -> float:
 
 
 def bench_stage(args: argparse.Namespace) -> None:
-    from transforms.execute import default_max_connections
+    from transforms.kit.executors import default_max_connections
 
     _ensure_chinook(args.database)
     connections = args.max_connections or default_max_connections()

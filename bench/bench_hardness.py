@@ -1,4 +1,4 @@
-"""Agreement of ``transforms.hardness.spider_hardness`` with the original Spider code.
+"""Agreement of ``transforms.sql.hardness.spider_hardness`` with the original Spider code.
 
 Usage::
 
@@ -76,7 +76,7 @@ from sqlglot import exp
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from transforms.hardness import HARDNESS_LEVELS, spider_counts, spider_hardness  # noqa: E402
+from transforms.sql.hardness import HARDNESS_LEVELS, spider_counts, spider_hardness  # noqa: E402
 
 DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 

@@ -19,7 +19,7 @@ For each it prints the queries run (the ``execute.queries`` counter), the larges
 number of records under one key of the ``GroupByQuery`` shuffle (what one worker
 would receive: the max of the stage's ``execute.group_records`` distribution), the
 records out, wall and CPU seconds. Same results either way is
-the tests' business (``tests/test_hot_keys.py``); this shows the size of the
+the tests' business (``tests/stages/validate/test_hot_keys.py``); this shows the size of the
 largest group at a million records and what the split costs on one process.
 """
 
@@ -40,7 +40,7 @@ from apache_beam.metrics.metric import Metrics, MetricsFilter  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 
 from transforms.core.record import Record  # noqa: E402
-from transforms.execute import HOT_QUERY_RECORDS, ExecuteQueries  # noqa: E402
+from transforms.validate.execute import HOT_QUERY_RECORDS, ExecuteQueries  # noqa: E402
 
 CHINOOK = REPO / "examples" / "chinook.sqlite"
 CHUNK = 10_000

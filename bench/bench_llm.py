@@ -6,7 +6,7 @@ Usage::
                               [--in-flight 8,32,64] [--rounds 25] [--cot-n 4] [--min-ratio 0.8]
 
 For each stage and in-flight setting it starts the local fake model server
-(``tests/llm_fake_server.py``, a separate process so its threads do not share our GIL)
+(``tests/fakes/llm_fake_server.py``, a separate process so its threads do not share our GIL)
 with a fixed latency, and measures:
 
 * ``questions``: ``NormalizeSql | WriteQuestions`` (``--llm openai``) on ``in_flight × rounds``
@@ -60,8 +60,8 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner  # noqa: E
 
 from adapters.llm import LlmSettings  # noqa: E402
 from transforms.core.record import new_record  # noqa: E402
-from transforms.normalize import NormalizeSql  # noqa: E402
-from transforms.questions import QuestionSettings, WriteQuestions  # noqa: E402
+from transforms.validate.normalize import NormalizeSql  # noqa: E402
+from transforms.label.questions import QuestionSettings, WriteQuestions  # noqa: E402
 
 STAGES = ("questions", "cot", "judge", "evidence")
 #: Each job stage's options beyond the model's; ``{n}`` is ``--cot-n``.
@@ -76,7 +76,7 @@ DEFAULT_DATABASE = f"sqlite:///{REPO / 'examples' / 'chinook.sqlite'}"
 
 
 def _start_server(latency_s: float, solutions: Optional[pathlib.Path] = None) -> tuple[subprocess.Popen, str]:
-    command = [sys.executable, str(REPO / "tests" / "llm_fake_server.py"), "--latency", str(latency_s)]
+    command = [sys.executable, str(REPO / "tests" / "fakes" / "llm_fake_server.py"), "--latency", str(latency_s)]
     if solutions is not None:
         command += ["--solutions", str(solutions)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)

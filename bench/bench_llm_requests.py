@@ -8,7 +8,7 @@ Usage::
 Writes a JSONL query log of ``--lines`` lines drawing on ``--distinct`` × lines distinct
 SQL (``bench_chat``'s Chinook queries; every distinct query appears at least once, the
 rest repeat with Zipf-like weights, and about 4 % of the distinct queries name a column
-that does not exist, so they fail to execute), starts ``tests/llm_fake_server.py`` as a
+that does not exist, so they fail to execute), starts ``tests/fakes/llm_fake_server.py`` as a
 subprocess, runs ``python -m pipeline run --sql_logs LOG --database URL --llm openai
 --llm_endpoint …`` and prints the HTTP calls the server received, the report's ``llm``
 requests and records for the questions stage, the distinct pairs written with a model
@@ -55,7 +55,7 @@ def write_log(path: Path, lines: int, distinct: int, seed: int = 15) -> dict[str
 
 
 def _start_server() -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen([sys.executable, str(REPO_ROOT / "tests" / "llm_fake_server.py"), "--latency", "0"],
+    process = subprocess.Popen([sys.executable, str(REPO_ROOT / "tests" / "fakes" / "llm_fake_server.py"), "--latency", "0"],
                                stdout=subprocess.PIPE, text=True)
     return process, f"http://127.0.0.1:{int(process.stdout.readline().strip())}"
 

@@ -193,11 +193,11 @@ def stage_functions_child(log: str) -> None:
     per record, without Beam. Prints ``{"records": N, "cpu_s": S}``."""
     import logging
 
-    from transforms.concepts import concept_tags
-    from transforms.hardness import spider_hardness
-    from transforms import trees
-    from transforms.normalize import Rejection, normalize_cached
-    from transforms.question_rules import describe_sql
+    from transforms.sql.concepts import concept_tags
+    from transforms.sql.hardness import spider_hardness
+    from transforms.sql import trees
+    from transforms.sql.normalize import Rejection, normalize_cached
+    from transforms.sql.question_rules import describe_sql
 
     logging.getLogger("sqlglot").setLevel(logging.ERROR)
     records = 0

@@ -8,13 +8,13 @@ Stack Exchange Data Explorer queries (``../shared/data/sede/val.jsonl``, field
 ``QueryBody``) are T-SQL written against SEDE's parameter syntax: ``##UserId##``,
 ``##Tag:string?java##`` and ``DECLARE @var type = ##X##`` headers. The table counts,
 for plain ``sqlglot.parse(sql, read="tsql")`` (before) and for
-``transforms.placeholders.parse_templated`` (after):
+``transforms.sql.placeholders.parse_templated`` (after):
 
 * ``parse``: no parse error (what "730 of 857 parse" in the issue counted);
 * ``opaque Command``: at least one statement came back as sqlglot's catch-all
   ``exp.Command`` — it "parses", but there is no tree to analyse or transpile;
 * ``one query``: exactly one statement, and it is a query (not a Command);
-* ``accepted``: passes the read-only guard (``transforms.safety``) as one query and
+* ``accepted``: passes the read-only guard (``transforms.sql.safety``) as one query and
   transpiles to ``--target`` — what Normalize keeps;
 * ``with parameters``: accepted queries that hold at least one placeholder.
 
@@ -37,8 +37,8 @@ from sqlglot.errors import ErrorLevel
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-from transforms.placeholders import parse_templated  # noqa: E402
-from transforms.safety import refusal_reason  # noqa: E402
+from transforms.sql.placeholders import parse_templated  # noqa: E402
+from transforms.sql.safety import refusal_reason  # noqa: E402
 
 DEFAULT_SEDE = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "sede" / "val.jsonl"
 

@@ -12,7 +12,7 @@ Over a large set of real SQL (all of it in ``shared/data``):
 * ``defog-sqlite``: the same for ``questions_gen_sqlite.csv``, read as ``sqlite``;
 * ``sede``: the Stack Exchange Data Explorer queries (``sede/val.jsonl``), read as ``tsql``.
 
-Each query goes through ``transforms.normalize.normalize_sql`` (source dialect = target
+Each query goes through ``transforms.sql.normalize.normalize_sql`` (source dialect = target
 dialect, as a run with one dialect does), and its rules question is written from that tree
 with ``describe_sql``, exactly as the Describe stage does. A question *covers* its query
 when it mentions:
@@ -60,8 +60,8 @@ sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "bench"))
 
 from bench_hardness import split_statements  # noqa: E402  (the same reading of a Defog cell)
-from transforms.normalize import SqlRejected, normalize_sql  # noqa: E402
-from transforms.question_rules import MAX_QUESTION_CHARS, describe_sql, humanize  # noqa: E402
+from transforms.sql.normalize import SqlRejected, normalize_sql  # noqa: E402
+from transforms.sql.question_rules import MAX_QUESTION_CHARS, describe_sql, humanize  # noqa: E402
 
 DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 
@@ -284,7 +284,10 @@ def report(outcomes: list[Outcome], show: int) -> float:
 _BASELINE_TIMER = """
 import pickle, sys, time
 sys.path.insert(0, sys.argv[1])
-from transforms.question_rules import describe_sql
+try:
+    from transforms.sql.question_rules import describe_sql
+except ImportError:  # a revision before issue 17's layout
+    from transforms.question_rules import describe_sql  # relayout: keep
 trees = pickle.load(open(sys.argv[2], "rb"))
 repeat = int(sys.argv[3])
 for tree in trees:
@@ -340,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--show", type=int, default=10, help="uncovered questions to print")
     parser.add_argument("--repeat", type=int, default=3, help="timed passes (best is reported)")
     parser.add_argument("--baseline-rev", default=None,
-                        help="also time transforms/question_rules.py of this git revision")
+                        help="also time transforms/sql/question_rules.py of this git revision")
     parser.add_argument("--min-coverage", type=float, default=None,
                         help="exit 1 when the covered share is below this fraction")
     args = parser.parse_args(argv)

@@ -193,8 +193,8 @@ class Needs(NamedTuple):
 
 def _formats_with_prompts(values: argparse.Namespace) -> bool:
     """Whether an export shows tables in a prompt (where ``--sft_sample_rows`` puts rows)."""
-    from transforms.exports import EXAMPLE_FORMATS, PREFERENCE_FORMATS
-    from transforms.training import parse_formats
+    from transforms.publish.exports import EXAMPLE_FORMATS, PREFERENCE_FORMATS
+    from transforms.publish.training import parse_formats
 
     try:
         formats, _ = parse_formats(values.format)
@@ -204,7 +204,7 @@ def _formats_with_prompts(values: argparse.Namespace) -> bool:
 
 
 def _near_dup_applies(values: argparse.Namespace) -> bool:
-    from transforms.near_dup import applies
+    from transforms.select.near_dup import applies
 
     return applies(values.dedup)
 

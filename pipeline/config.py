@@ -3,7 +3,7 @@ anything runs (``resolve``); a user's mistake is a ``UserError``.
 
 Each stage's settings come from ``pipeline.settings`` (one module per area); with it, this is
 the only code that reads the parsed options or raises ``UserError`` (the stages below only
-receive settings: ``tests/test_config_boundary.py``).
+receive settings: ``tests/unit/test_config_boundary.py``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ LOG = logging.getLogger("sqlpairs")
 
 def _check_patterns(name: str, value: Optional[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The patterns of ``--name`` and the files they match; a pattern that matches nothing is an error."""
-    from transforms.read import match_pattern, split_patterns
+    from transforms.core.vocab import split_patterns
+    from transforms.kit.inputs import match_pattern
 
     patterns = split_patterns(value)
     files: list[str] = []
@@ -125,7 +126,7 @@ def overwritten_input(prefix: str, inputs: Sequence[tuple[str, str]],
 
 
 def _check_inputs_not_overwritten(values: argparse.Namespace, inputs: Sequence[tuple[str, str]]) -> None:
-    from transforms.generation import output_paths as generated_paths
+    from transforms.generate.generation import output_paths as generated_paths
 
     files = list(inputs)
     kept = []
@@ -177,8 +178,8 @@ def _resolve(values: argparse.Namespace):
     from pipeline.settings.read import read_settings
     from pipeline.settings.training import training_settings
     from pipeline.settings_decontaminate import decontaminate_settings
-    from transforms.filter import FilterSettings, load_predicate, parse_tables
-    from transforms.instantiate import InstantiateSettings
+    from transforms.validate.filter import FilterSettings, load_predicate, parse_tables
+    from transforms.validate.instantiate import InstantiateSettings
 
     if not values.output:
         raise UserError("--output PREFIX is required (e.g. --output out/pairs)")
@@ -322,7 +323,7 @@ def _live_view_source(databases, password_env: Optional[str]) -> tuple[str, Opti
     databases named by the ids (read through the first URL; the view is cluster-wide).
     """
     from adapters.db import dialect_for_url
-    from transforms.read_stat_statements import check_view
+    from transforms.ingest.read_stat_statements import check_view
 
     if databases is None or databases.template:
         raise UserError("--sql_logs pg_stat_statements reads the view of --database: give one postgresql:// URL "

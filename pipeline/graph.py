@@ -12,28 +12,29 @@ from typing import Any, Mapping, NamedTuple, Optional
 import apache_beam as beam
 
 from transforms.core.record import DeadLetter, Record, dead_letter_to_json, record_to_json, without_timings
-from transforms.classify import ClassifyDifficulty
-from transforms.conversations import ReadConversations, WriteConversations
-from transforms.cot import CotSettings
-from transforms.dedup import DedupPairs
-from transforms.decontaminate import DecontaminateSettings
-from transforms.describe import DedupBeforeQuestions, DescribeQuestions, merges_after_questions
-from transforms.evidence import EvidenceSettings
-from transforms.execute import HOT_QUERY_RECORDS, ExecuteQueries
-from transforms.exports import WriteRejectsSet
-from transforms.filter import FilterPairs, FilterSettings
-from transforms.generation import GenerationSettings
-from transforms.instantiate import NOTES, InstantiateParameters, InstantiateSettings
-from transforms.judge import JudgeSettings
-from transforms.near_dup import MergeNearDuplicates, applies as near_dup_applies
-from transforms.normalize import NormalizeSql
-from transforms.questions import QuestionSettings, WriteQuestions
-from transforms.read import ReadInputs, ReadSettings
-from transforms.read_stat_statements import LIVE_VIEW, ReadPgStatStatements
-from transforms.report import WriteReport, dead_letter_sort_key
-from transforms.training import TrainingSettings, WriteTrainingData
-from transforms.weighting import CapPerTemplate
-from transforms.write import WriteJsonShards
+from transforms.validate.classify import ClassifyDifficulty
+from transforms.ingest.conversations import ReadConversations
+from transforms.publish.conversations import WriteConversations
+from transforms.select.dedup import DedupBeforeQuestions, DedupPairs, merges_after_questions
+from transforms.publish.cot import CotSettings
+from transforms.select.decontaminate import DecontaminateSettings
+from transforms.label.describe import DescribeQuestions
+from transforms.generate.evidence import EvidenceSettings
+from transforms.validate.execute import HOT_QUERY_RECORDS, ExecuteQueries
+from transforms.publish.exports import WriteRejectsSet
+from transforms.validate.filter import FilterPairs, FilterSettings
+from transforms.generate.generation import GenerationSettings
+from transforms.validate.instantiate import NOTES, InstantiateParameters, InstantiateSettings
+from transforms.validate.judge import JudgeSettings
+from transforms.select.near_dup import MergeNearDuplicates, applies as near_dup_applies
+from transforms.validate.normalize import NormalizeSql
+from transforms.label.questions import QuestionSettings, WriteQuestions
+from transforms.ingest.read import ReadInputs, ReadSettings
+from transforms.ingest.read_stat_statements import LIVE_VIEW, ReadPgStatStatements
+from transforms.publish.report import WriteReport, dead_letter_sort_key
+from transforms.publish.training import TrainingSettings, WriteTrainingData
+from transforms.select.weighting import CapPerTemplate
+from transforms.kit.write import WriteJsonShards
 
 
 class JobConfig(NamedTuple):
@@ -72,8 +73,8 @@ class JobConfig(NamedTuple):
 def output_paths(prefix: str) -> dict[str, str]:
     """Where the pairs, dead letters and report go for an output prefix; the pairs are also written,
     identical, as the ``pairs`` set of the dataset folder (``PREFIX-dataset/``, see
-    ``transforms.exports``), so that folder is complete on its own."""
-    from transforms.exports import set_prefix
+    ``transforms.publish.exports``), so that folder is complete on its own."""
+    from transforms.publish.exports import set_prefix
 
     return {"pairs": prefix, "rejects": f"{prefix}-rejects", "report": f"{prefix}-report.json",
             "pairs_copy": set_prefix(prefix, "pairs")}
@@ -167,9 +168,9 @@ def _generate(p: beam.Pipeline, config: JobConfig, logged: beam.PCollection,
     generation = config.generation
     if generation is None:
         return logged, None
-    from transforms.personas import MakePersonas
-    from transforms.synthesize import SynthesizeFromSchema
-    from transforms.teachings import MakeTeachings
+    from transforms.generate.personas import MakePersonas
+    from transforms.generate.synthesize import SynthesizeFromSchema
+    from transforms.generate.teachings import MakeTeachings
 
     targets = p | "Databases" >> beam.Create(list(generation.targets))
     personas = targets | "Personas" >> MakePersonas(generation)
@@ -208,8 +209,8 @@ def _evolve(validated: beam.PCollection, teachings: Optional[beam.PCollection], 
     generation = config.generation
     if generation is None or not generation.evolves:
         return validated, False
-    from transforms.evolve import EvolvePairs
-    from transforms.generation import revalidation_dead_letter
+    from transforms.generate.evolve import EvolvePairs
+    from transforms.generate.generation import revalidation_dead_letter
 
     evolved = (validated, teachings) | "EvolvePairs" >> EvolvePairs(generation)
     again = evolved.records | "NormalizeEvolved" >> NormalizeSql(config.target_dialect)
@@ -233,7 +234,7 @@ def _merge_and_check(validated: beam.PCollection, teachings: Optional[beam.PColl
     if near_dup_applies(config.dedup):  # phrasings of one SQL that say nearly the same thing
         pairs = job.steps["merge"] = pairs | "MergeNearDuplicates" >> MergeNearDuplicates(config.near_dup_threshold)
     if config.decontaminate is not None:  # benchmark copies out before any paid check and the cap
-        from transforms.decontaminate import Decontaminate
+        from transforms.select.decontaminate import Decontaminate
 
         clean = pairs | "Decontaminate" >> Decontaminate(config.decontaminate)
         pairs = job.steps["decontaminate"] = clean.records
@@ -241,7 +242,7 @@ def _merge_and_check(validated: beam.PCollection, teachings: Optional[beam.PColl
         job.notes.append(clean.notes)
     generation = config.generation
     if generation is not None and generation.consistency:  # after dedup: one blind answer per distinct pair
-        from transforms.consistency import RoundTripConsistency
+        from transforms.generate.consistency import RoundTripConsistency
 
         checked = (pairs, teachings) | "RoundTripConsistency" >> RoundTripConsistency(generation)
         pairs = job.steps["consistency"] = checked.records
@@ -260,14 +261,14 @@ def _judge_and_evidence(pairs: beam.PCollection, teachings: Optional[beam.PColle
     """``--judge`` then ``--evidence``, once per final pair (after merging and the cap): the judge
     first, so no evidence is paid for a pair the judge drops."""
     if config.judge is not None:
-        from transforms.judge import JudgePairs
+        from transforms.validate.judge import JudgePairs
 
         judged = pairs | "JudgePairs" >> JudgePairs(config.judge)
         pairs = job.steps["judge"] = judged.records
         job.dead.append(judged.dead)
         job.notes.append(judged.notes)
     if config.evidence is not None:
-        from transforms.evidence import WriteEvidence
+        from transforms.generate.evidence import WriteEvidence
 
         if teachings is None:  # no generator made teachings: the stage uses the schema's own
             teachings = pairs.pipeline | "NoTeachings" >> beam.Create([])
@@ -283,7 +284,7 @@ def _chain_of_thought(pairs: beam.PCollection, config: JobConfig, job: _Job) -> 
     costliest check: no pair another check drops is paid for, and its prompt sees their evidence."""
     if config.cot is None:
         return pairs
-    from transforms.cot import ExecutionVotedCot
+    from transforms.publish.cot import ExecutionVotedCot
 
     voted = pairs | "ExecutionVotedCot" >> ExecutionVotedCot(config.cot)
     job.dead.append(voted.dead)
@@ -298,7 +299,7 @@ def _write(p: beam.Pipeline, pairs: beam.PCollection, conversations: Optional[be
     dead = job.dead_all = job.dead | "AllDeadLetters" >> beam.Flatten()
     notes = job.notes
     if config.generation is not None:  # lineage counts: the report's per-level and per-technique accept rates
-        from transforms.generation import dead_notes, written_notes
+        from transforms.generate.generation import dead_notes, written_notes
 
         notes += [dead | "GeneratedDead" >> beam.FlatMap(dead_notes), pairs | "GeneratedWritten" >> beam.FlatMap(
             written_notes)]

@@ -65,7 +65,7 @@ def _has_several_workers(beam_options) -> bool:
 
 
 #: The Beam release whose data plane ``send_whole_elements_only`` was checked against
-#: (constraints.txt pins it; tests/test_runner_threads.py fails when they differ, so an
+#: (constraints.txt pins it; tests/job/test_runner_threads.py fails when they differ, so an
 #: upgrade re-checks whether the workaround is still needed).
 WHOLE_ELEMENTS_CHECKED_ON_BEAM = "2.77.0"
 
@@ -78,7 +78,7 @@ def send_whole_elements_only() -> None:
     settable from the options in that mode) gives every data stream a timer thread that
     flushes the buffer each second *while the bundle's thread is still writing into it*
     (``data_plane.TimeBasedBufferingClosableOutputStream``; nothing locks writes against
-    it). Two things follow, both seen here on 2.77.0 (tests/test_runner_threads.py):
+    it). Two things follow, both seen here on 2.77.0 (tests/job/test_runner_threads.py):
 
     - a flush in the middle of an element sends half of it in one chunk; the next stage
       decodes chunks apart and fails (``Unknown type tag``, ``UnicodeDecodeError``);
@@ -129,7 +129,7 @@ def run(argv: Sequence[str], prog: str = "sqlpairs run") -> int:
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
     from pipeline.graph import build, output_paths
-    from transforms.report import AccountingError, format_stage_table
+    from transforms.publish.report import AccountingError, format_stage_table
 
     beam_args = _beam_args(rest)
     if config.questions is not None and not any(a.startswith("--direct_running_mode") for a in rest):
@@ -174,31 +174,31 @@ def run(argv: Sequence[str], prog: str = "sqlpairs run") -> int:
     report_path = output_paths(config.output)["report"]
     llm = None
     if config.questions is not None:
-        from transforms.questions import llm_usage
+        from transforms.label.questions import llm_usage
 
         llm = llm_usage(result, config.questions)
     elif config.generation is not None:  # --llm rules with a --consistency_llm model
-        from transforms.questions import QuestionSettings, llm_usage
+        from transforms.label.questions import QuestionSettings, llm_usage
 
         llm = llm_usage(result, QuestionSettings(llm=config.generation.consistency_llm or config.generation.llm))
     elif config.cot is not None or config.judge is not None:  # --llm rules with a --cot_llm or --judge_llm model
-        from transforms.questions import QuestionSettings, llm_usage
+        from transforms.label.questions import QuestionSettings, llm_usage
 
         model = config.cot.llm if config.cot is not None else config.judge.llm
         llm = llm_usage(result, QuestionSettings(llm=model))
     if config.training is not None and config.training.preference is not None:
-        from transforms.preference import weak_llm_usage
+        from transforms.publish.preference import weak_llm_usage
 
         llm = weak_llm_usage(result, config.training.preference, llm)
     report = _finish_report(report_path, elapsed, llm=llm, html=values.html_report)
     if llm is not None:
-        from transforms.questions import format_usage
+        from transforms.label.questions import format_usage
 
         print(format_usage(llm), file=sys.stderr)
     if report is not None:
         print(format_stage_table(report), file=sys.stderr)
         if report.get("generated"):
-            from transforms.report import format_generated
+            from transforms.publish.report import format_generated
 
             rates = format_generated(report)
             if rates:
@@ -242,7 +242,7 @@ def _finish_report(path: str, elapsed_s: float, llm: Optional[dict[str, Any]] = 
     """Add the wall time (and the model usage and cost, from Beam metrics) to the report (local runs only)."""
     from apache_beam.io.filesystems import FileSystems
 
-    from transforms.write import write_text_file
+    from transforms.kit.write import write_text_file
 
     try:
         with FileSystems.open(path) as handle:
@@ -253,7 +253,7 @@ def _finish_report(path: str, elapsed_s: float, llm: Optional[dict[str, Any]] = 
     report["elapsed_s"] = round(elapsed_s, 3)
     if llm is not None:
         report["llm"] = llm
-    from transforms.report_html import write_report_pages
+    from transforms.publish.report_html import write_report_pages
 
     defaults = {spec.name: spec.default for spec in OPTION_SPECS}
     write_report_pages(path, report, html=html, defaults=defaults)  # adds the training report; writes the HTML page and dataset card

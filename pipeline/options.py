@@ -268,7 +268,7 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("consistency_llm_api_key_env", "Name of an environment variable holding the round-trip model's "
                "API key (default: --llm_api_key_env for the same backend).",
                "Consistency API key environment variable", regex="^[A-Za-z_][A-Za-z0-9_]*$"),
-    # --judge and --evidence (transforms/judge.py, transforms/evidence.py): once per final pair
+    # --judge and --evidence (transforms/validate/judge.py, transforms/generate/evidence.py): once per final pair
     OptionSpec("judge", "Score every final pair with a judge model (--judge_llm*): question fluency, question-SQL "
                "alignment (every condition of the SQL asked for, nothing extra) and schema use, each 0-4, from the "
                "question, the SQL and the schema only. The scores are recorded in extra.judge (JSON text) with the "
@@ -294,7 +294,7 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                "schema or values, or that writes a query, makes the pair a dead letter (stage evidence). One "
                "request per final pair. Needs --database and --llm gemini|openai.", "Evidence",
                default=False, type=parse_bool, flag=True),
-    # --cot (transforms/cot.py): N execution-voted step-by-step solutions per final pair
+    # --cot (transforms/publish/cot.py): N execution-voted step-by-step solutions per final pair
     OptionSpec("cot", "Chain of thought, voted by execution (OmniSQL): a model (--cot_llm*) writes this many "
                "step-by-step solutions per final pair from the question and the schema prompt, never the pair's "
                "SQL, at --cot_temperature; each solution's SQL goes through the read-only guard and runs on "
@@ -349,7 +349,7 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("filter", "A custom predicate package.module:function taking a record and returning True "
                "to keep it (the module must be importable on the workers).", "Custom filter",
                regex="^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$"),
-    # --decontaminate (transforms/decontaminate.py, transforms/benchmark_index.py): benchmark items out
+    # --decontaminate (transforms/select/decontaminate.py, transforms/sql/benchmark_index.py): benchmark items out
     OptionSpec("decontaminate", "Benchmark files to keep out of the output: a glob or comma-separated globs of "
                "Spider/BIRD .json (a list of {question, query|SQL, db_id}), Defog sql-eval .csv (question, query; "
                "alternatives expanded) or pairs .jsonl ({question, sql}, e.g. this job's own output); .gz/.bz2 "

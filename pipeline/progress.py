@@ -62,7 +62,7 @@ def _job_counters(monitoring_infos: Iterable[Any]) -> Counter:
     """The job's own counters (namespace ``sqlpairs``) in Beam monitoring infos, by name."""
     from apache_beam.runners.portability.portable_metrics import from_monitoring_infos
 
-    from transforms.common import NAMESPACE
+    from transforms.kit.stage import NAMESPACE
 
     totals: Counter = Counter()
     for key, value in from_monitoring_infos(monitoring_infos, user_metrics_only=True)[0].items():

@@ -16,13 +16,13 @@ from typing import Any, Optional
 from adapters.llm import LlmSettings
 from pipeline.settings.llm import check_model, model_settings
 from transforms.core.errors import UserError
-from transforms.cot import COT_MAX_OUTPUT_TOKENS, CotSettings
-from transforms.execute import default_max_connections
-from transforms.exports import EXAMPLE_FORMATS, SchemaSource
-from transforms.read import split_patterns
-from transforms.reasoning_dpo import FORMAT as REASONING_DPO
-from transforms.sft_target import SFT_TARGETS
-from transforms.training import parse_formats
+from transforms.publish.cot import COT_MAX_OUTPUT_TOKENS, CotSettings
+from transforms.kit.executors import default_max_connections
+from transforms.publish.exports import EXAMPLE_FORMATS, SchemaSource
+from transforms.core.vocab import split_patterns
+from transforms.publish.reasoning_dpo import FORMAT as REASONING_DPO
+from transforms.publish.sft_target import SFT_TARGETS
+from transforms.publish.training import parse_formats
 
 
 def cot_llm_settings(values: argparse.Namespace, llm: LlmSettings) -> LlmSettings:

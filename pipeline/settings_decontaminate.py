@@ -13,10 +13,11 @@ import argparse
 import os
 from typing import Optional
 
-from transforms.benchmark_index import BenchmarkFormatError, read_benchmark
+from transforms.sql.benchmark_index import BenchmarkFormatError, read_benchmark
 from transforms.core.errors import UserError
-from transforms.decontaminate import DecontaminateSettings
-from transforms.read import match_pattern, open_input, split_patterns
+from transforms.select.decontaminate import DecontaminateSettings
+from transforms.kit.inputs import match_pattern, open_input
+from transforms.core.vocab import split_patterns
 
 
 def decontaminate_settings(values: argparse.Namespace, *, target_dialect: str,

@@ -10,9 +10,9 @@ import argparse
 from typing import Optional
 
 from transforms.core.errors import UserError
-from transforms.evidence import EvidenceSettings
+from transforms.generate.evidence import EvidenceSettings
 from pipeline.settings.llm import check_model, model_settings
-from transforms.read import split_patterns
+from transforms.core.vocab import split_patterns
 
 
 def evidence_settings(values: argparse.Namespace, *, database: Optional[str],

@@ -14,9 +14,9 @@ from typing import Optional
 
 from adapters.llm import LlmSettings
 from transforms.core.errors import UserError
-from transforms.judge import JudgeSettings
+from transforms.validate.judge import JudgeSettings
 from pipeline.settings.llm import check_model, model_settings
-from transforms.read import split_patterns
+from transforms.core.vocab import split_patterns
 
 
 def role_llm_settings(values: argparse.Namespace, prefix: str, llm: LlmSettings) -> LlmSettings:

@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from transforms.core.errors import UserError
-from transforms.exports import EXAMPLE_FORMATS
-from transforms.schema_prompt import LOOKUP_MAX_ROWS, PROMPT_SCHEMAS, REFERENCED, PromptSchemaSettings
-from transforms.training import TrainingSettings
+from transforms.publish.exports import EXAMPLE_FORMATS
+from transforms.publish.schema_prompt import LOOKUP_MAX_ROWS, PROMPT_SCHEMAS, REFERENCED, PromptSchemaSettings
+from transforms.publish.training import TrainingSettings
 
 
 def prompt_schema_settings(values: Any) -> PromptSchemaSettings:

@@ -10,6 +10,8 @@ from apache_beam.testing.test_pipeline import TestPipeline
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
+#: The tests' own data (formats fixtures, golden questions), wherever a test module sits below tests/.
+TEST_DATA = REPO / "tests" / "data"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
@@ -37,7 +39,7 @@ def shared_data():
 @pytest.fixture
 def sorter_spills(monkeypatch) -> list[int]:
     """Counts ``ExternalSorter`` spills to disk (the size of each run) during a test."""
-    import transforms.write as write
+    import transforms.kit.write as write
 
     spills: list[int] = []
     real_spill = write.ExternalSorter._spill

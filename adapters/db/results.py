@@ -5,7 +5,7 @@ The executors (``adapters.db.base.Executor.execute``) describe each query's outc
 not on the driver: PostgreSQL's ``Decimal('1.10')`` and SQLite's ``1.1``,
 ``datetime.date(2020, 1, 1)`` and ``'2020-01-01'``, ``True`` and ``1`` hash equally. These are
 plain functions over Python values (no SQL, no Beam) and live with the executors because the
-executors need them and adapters import nothing from ``transforms``; ``transforms.equivalence``
+executors need them and adapters import nothing from ``transforms``; ``transforms.kit.equivalence``
 compares results with the same canonical values (and re-exports these names).
 
 Example:
@@ -41,8 +41,8 @@ class Execution(NamedTuple):
 
     ``result_hash`` is a canonical multiset hash of the (capped) rows, or an ordered
     hash when the query has a top-level ORDER BY, so equal results hash equally
-    across databases and drivers. The record model (``transforms.core.record``) carries
-    it as a record's ``execution`` and registers it with Beam's ``RowCoder``.
+    across databases and drivers. The record model has its own ``Execution`` with the
+    same fields (``transforms.core.record``); the execute stage copies this one into it.
     """
 
     status: str

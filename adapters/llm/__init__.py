@@ -12,7 +12,7 @@ backend itself, its HTTP client and any API key are built on the worker
 (``open_backend``), so no secret is ever pickled into the job graph.
 
 ``--llm rules`` (the default) names no service: its offline question writer answers
-through the same contract but lives in ``transforms.question_backend_rules`` (it is the
+through the same contract but lives in ``transforms.label.rules_backend`` (it is the
 question rules, and adapters import nothing from ``transforms``); the question stage
 passes it to the handler itself, so ``open_backend`` does not build it.
 """
@@ -214,7 +214,7 @@ def open_backend(settings: LlmSettings) -> LlmBackend:
     except KeyError:
         if settings.backend == "rules":
             raise ValueError("the rules writer is not a model service: pass "
-                             "transforms.question_backend_rules.RulesBackend as the backend factory") from None
+                             "transforms.label.rules_backend.RulesBackend as the backend factory") from None
         raise ValueError(f"unknown LLM backend {settings.backend!r}; expected one of {', '.join(BACKENDS)}") from None
     module = importlib.import_module(module_name)
     return getattr(module, class_name)(settings)

@@ -5,7 +5,7 @@ modules for each stage's frozen ``*Settings``. Together they are the only code t
 the parsed options (an ``argparse.Namespace``) or raises ``UserError``: the stages in
 ``transforms/`` receive settings, and their pure parsers (``parse_styles``,
 ``parse_formats``, ``parse_techniques``…) raise ``ValueError``, which the module here turns
-into a one-line user error naming the option (``tests/test_config_boundary.py``).
+into a one-line user error naming the option (``tests/unit/test_config_boundary.py``).
 
 - ``llm``: the ``--llm*``, ``--weak_llm*`` and ``--consistency_llm*`` models, and their check;
 - ``read``: the readers (``--sql_logs_format``, fields, ``--context``…);

@@ -12,13 +12,13 @@ import argparse
 from typing import Optional
 
 from pipeline.settings.llm import check_model, consistency_llm_settings, model_settings
-from transforms.catalog import targets as database_targets
+from transforms.kit.catalog import targets as database_targets
 from transforms.core.errors import UserError
-from transforms.evolve import parse_techniques
-from transforms.generation import GenerationSettings
-from transforms.personas import load_personas_file
-from transforms.read import split_patterns
-from transforms.teachings import load_teachings_file
+from transforms.generate.evolve import parse_techniques
+from transforms.generate.generation import GenerationSettings
+from transforms.generate.personas import load_personas_file
+from transforms.core.vocab import split_patterns
+from transforms.generate.teachings import load_teachings_file
 
 
 def generation_settings(values: argparse.Namespace, *, database: Optional[str],

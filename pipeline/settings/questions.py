@@ -7,8 +7,8 @@ from typing import Optional
 
 from pipeline.settings.llm import check_model, model_settings
 from transforms.core.errors import UserError
-from transforms.questions import QuestionSettings, parse_styles
-from transforms.read import split_patterns
+from transforms.label.questions import QuestionSettings, parse_styles
+from transforms.core.vocab import split_patterns
 
 
 def question_settings(values: argparse.Namespace, *, dialect: Optional[str],

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from transforms.questions import SEGMENT_CONTEXT
-from transforms.read import ReadSettings
+from transforms.label.questions import SEGMENT_CONTEXT
+from transforms.ingest.read import ReadSettings
 
 
 def read_settings(values: argparse.Namespace, *, dialect: str) -> ReadSettings:

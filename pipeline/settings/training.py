@@ -7,11 +7,11 @@ from typing import Optional
 
 from pipeline.settings.llm import check_model, model_settings
 from transforms.core.errors import UserError
-from transforms.execute import default_max_connections
-from transforms.exports import EXAMPLE_FORMATS, FORMATS, PREFERENCE_FORMATS, STAGE_BY, ExportSettings, SchemaSource
-from transforms.preference import WEAK_MAX_OUTPUT_TOKENS, PairKnobs, PreferenceSettings
-from transforms.read import split_patterns
-from transforms.training import TrainingSettings, parse_formats
+from transforms.kit.executors import default_max_connections
+from transforms.publish.exports import EXAMPLE_FORMATS, FORMATS, PREFERENCE_FORMATS, STAGE_BY, ExportSettings, SchemaSource
+from transforms.publish.preference import WEAK_MAX_OUTPUT_TOKENS, PairKnobs, PreferenceSettings
+from transforms.core.vocab import split_patterns
+from transforms.publish.training import TrainingSettings, parse_formats
 
 
 def preference_settings(values: argparse.Namespace, *, database: Optional[str],

@@ -1,8 +1,9 @@
 """The one record type that flows through every stage, and its dead-letter envelope.
 
-Both are ``typing.NamedTuple`` classes registered with Beam's ``RowCoder``, so they
-travel between stages and workers as schema'd rows (compact, language-neutral,
-deterministic) rather than as pickled dicts. Stages never rebuild a record ad hoc:
+Both are ``typing.NamedTuple`` classes, registered with Beam's ``RowCoder`` by
+``transforms.kit`` (this module imports no Beam), so they travel between stages and
+workers as schema'd rows (compact, language-neutral, deterministic) rather than as
+pickled dicts. Stages never rebuild a record ad hoc:
 they call ``record._replace(field=value)`` and add what they computed.
 
 JSON is the exchange format on disk: ``record_to_json`` writes one object per line
@@ -15,16 +16,32 @@ import hashlib
 import json
 from typing import Any, Mapping, NamedTuple, Optional, Sequence
 
-from apache_beam import coders
-
-from adapters.db.results import Execution  # what an executor returns; a record carries it as is
-
 #: Execution statuses, in the order the report lists them.
 EXECUTION_STATUSES = ("ok", "error", "timeout", "refused", "skipped")
 #: Where a record came from.
 SOURCES = ("log", "chat", "seed", "schema", "evolved", "sample")
 #: Who wrote the question.
 QUESTION_SOURCES = ("given", "rules", "llm")
+
+
+class Execution(NamedTuple):
+    """What running the normalized SQL against its database gave.
+
+    ``result_hash`` is a canonical multiset hash of the (capped) rows, or an ordered
+    hash when the query has a top-level ORDER BY, so equal results hash equally
+    across databases and drivers. The executors return the same fields as their own
+    plain result (``adapters.db.results``, where the hash is computed);
+    ``transforms.kit.executors.run_query`` copies it into this type, so the record
+    model depends on no adapter.
+    """
+
+    status: str
+    row_count: Optional[int] = None
+    columns: Sequence[str] = ()
+    result_hash: Optional[str] = None
+    error: Optional[str] = None
+    elapsed_ms: Optional[float] = None
+    truncated: bool = False
 
 
 class Parameter(NamedTuple):
@@ -82,12 +99,6 @@ class DeadLetter(NamedTuple):
     detail: str
     origin: Optional[str] = None
     record: Optional[Record] = None
-
-
-coders.registry.register_coder(Execution, coders.RowCoder)
-coders.registry.register_coder(Parameter, coders.RowCoder)
-coders.registry.register_coder(Record, coders.RowCoder)
-coders.registry.register_coder(DeadLetter, coders.RowCoder)
 
 
 def content_id(*parts: Any) -> str:

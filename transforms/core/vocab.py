@@ -3,6 +3,19 @@
 #: Spider's hardness levels (test-suite-sql-eval's ``eval_hardness``), easiest first.
 DIFFICULTIES = ("easy", "medium", "hard", "extra")
 
+#: OmniSQL's question styles, with the instruction each adds to the prompt.
+STYLES: dict[str, str] = {
+    "formal": "formal, precise English, as in a written report request",
+    "colloquial": "casual everyday language, as one colleague asks another",
+    "imperative": "a command (\"Show ...\", \"List ...\", \"Find ...\") rather than a question",
+    "interrogative": "a direct question (\"Which ...?\", \"How many ...?\", \"What ...?\")",
+    "descriptive": "a description of the information wanted, with its conditions spelled out",
+    "concise": "as few words as possible while keeping every condition",
+    "vague": "loose wording that leaves obvious details implicit, while still asking for the same result",
+    "metaphorical": "a figurative or metaphorical turn of phrase, while still asking for the same result",
+    "conversational": "a friendly conversational request (\"Could you tell me ...?\")",
+}
+
 #: Display names of sqlglot dialects, as prompts and exports say them ("PostgreSQL", not "postgres").
 DIALECT_NAMES = {
     "postgres": "PostgreSQL", "mysql": "MySQL", "sqlite": "SQLite", "duckdb": "DuckDB", "tsql": "SQL Server",
@@ -18,3 +31,12 @@ def dialect_name(dialect: "str | None") -> str:
     ('PostgreSQL', 'teradata', 'SQL')
     """
     return DIALECT_NAMES.get(dialect or "", dialect or "SQL")
+
+
+def split_patterns(value: "str | None") -> list[str]:
+    """How every list of paths or patterns is written in an option (inputs, schemas, DDL files).
+
+    >>> split_patterns("a/*.sql, b.jsonl"), split_patterns(None)
+    (['a/*.sql', 'b.jsonl'], [])
+    """
+    return [p.strip() for p in (value or "").split(",") if p.strip()]

@@ -13,7 +13,7 @@ Two sources share :func:`stat_row_to_pair`:
   pg_stat_statements``; a CSV whose header has ``query`` and ``calls`` is recognised
   without it);
 * the live view (``--sql_logs pg_stat_statements`` with ``--database``), read by
-  ``transforms.read_stat_statements``.
+  ``transforms.ingest.read_stat_statements``.
 
 Columns: ``query`` (required), ``calls`` (a non-negative integer; absent means 1),
 ``mean_exec_time`` (``mean_time`` before PostgreSQL 13), ``rows``; also kept when

@@ -1,0 +1,1 @@
+"""Stage family publish: what the job writes (pairs, report, pages, training exports)."""

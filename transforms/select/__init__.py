@@ -1,0 +1,1 @@
+"""Stage family select: which pairs stay (dedup, near-duplicates, caps per template)."""

@@ -1,0 +1,1 @@
+"""Stage family validate: normalize -> instantiate -> classify -> execute -> filter."""
