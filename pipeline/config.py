@@ -177,7 +177,7 @@ def _resolve(values: argparse.Namespace):
     from pipeline.settings.questions import question_settings
     from pipeline.settings.read import read_settings
     from pipeline.settings.training import training_settings
-    from pipeline.settings_decontaminate import decontaminate_settings
+    from pipeline.settings.decontaminate import decontaminate_settings
     from transforms.validate.filter import FilterSettings, load_predicate, parse_tables
     from transforms.validate.instantiate import InstantiateSettings
 
@@ -252,19 +252,19 @@ def _resolve(values: argparse.Namespace):
                                   database=values.database if validate == "execute" else None)
     training = training_settings(values, dialect=source or target, output=values.output,
                                  database=values.database if validate == "execute" else None)
-    from pipeline.settings_prompt_schema import with_prompt_schema
+    from pipeline.settings.prompt_schema import with_prompt_schema
 
     training = with_prompt_schema(training, values)  # --prompt_schema: the schema exported prompts show
 
     generation = generation_settings(values, database=values.database if validate == "execute" else None,
                                      dialect=source or target)
-    from pipeline.settings_cot import cot_settings, with_sft_target
+    from pipeline.settings.cot import cot_settings, with_sft_target
 
     cot = cot_settings(values, database=values.database if validate == "execute" else None, dialect=source or target)
     training = with_sft_target(values, training)
 
-    from pipeline.settings_evidence import evidence_settings
-    from pipeline.settings_judge import judge_settings
+    from pipeline.settings.evidence import evidence_settings
+    from pipeline.settings.judge import judge_settings
 
     executed_on = values.database if validate == "execute" else None
     judge = judge_settings(values, database=executed_on, dialect=source or target)

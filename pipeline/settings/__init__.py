@@ -11,5 +11,8 @@ into a one-line user error naming the option (``tests/unit/test_config_boundary.
 - ``read``: the readers (``--sql_logs_format``, fields, ``--context``…);
 - ``questions``: the question writer (``--llm``, ``--question_styles``…);
 - ``training``: preference pairs and training exports (``--preference``, ``--format``…);
-- ``generation``: synthesis, evolution, personas, teachings and the round-trip check.
+- ``generation``: synthesis, evolution, personas, teachings and the round-trip check;
+- ``decontaminate``, ``judge``, ``evidence``, ``cot`` (with ``--sft_target``) and ``prompt_schema``:
+  the reasoning-grade steps (``--decontaminate``, ``--judge``, ``--evidence``, ``--cot``,
+  ``--prompt_schema``).
 """

@@ -87,7 +87,7 @@ REJECTED_KINDS = ("wrong_result", "exec_error", "timeout", "unparseable")
 
 @dataclass(frozen=True)
 class CotSettings:
-    """What ``ExecutionVotedCot`` needs, resolved from ``--cot`` and its options (``pipeline.settings_cot``)."""
+    """What ``ExecutionVotedCot`` needs, resolved from ``--cot`` and its options (``pipeline.settings.cot``)."""
 
     llm: LlmSettings
     database: str

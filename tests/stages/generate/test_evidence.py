@@ -14,7 +14,7 @@ from tests.fakes.llm_fake_server import Action, FakeLlmServer
 from tests.stages.generate.test_evolve import validated
 
 from adapters.llm import LlmSettings
-from pipeline.settings_evidence import evidence_settings
+from pipeline.settings.evidence import evidence_settings
 from transforms.core.errors import UserError
 from transforms.core.record import record_from_json, record_to_json
 from transforms.generate.evidence import EvidenceSettings, WriteEvidence, clean_evidence, evidence_problem, grounding_terms

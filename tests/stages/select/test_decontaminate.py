@@ -8,7 +8,7 @@ import json
 import apache_beam as beam
 import pytest
 
-from pipeline.settings_decontaminate import decontaminate_settings
+from pipeline.settings.decontaminate import decontaminate_settings
 from tests.fakes.beam_collect import collect
 from tests.conftest import make_pipeline
 from transforms.sql.benchmark_index import (BenchmarkEntry, BenchmarkFormatError, BenchmarkIndex, BenchmarkItem,

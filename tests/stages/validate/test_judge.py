@@ -13,7 +13,7 @@ from tests.fakes.llm_fake_server import Action, FakeLlmServer
 from tests.stages.generate.test_evolve import validated
 
 from adapters.llm import LlmSettings
-from pipeline.settings_judge import judge_settings
+from pipeline.settings.judge import judge_settings
 from transforms.core.errors import UserError
 from transforms.validate.judge import JudgePairs, JudgeSettings, Scores, judge_request, parse_scores
 
