@@ -193,14 +193,15 @@ class Needs(NamedTuple):
 
 def _formats_with_prompts(values: argparse.Namespace) -> bool:
     """Whether an export shows tables in a prompt (where ``--sft_sample_rows`` puts rows)."""
-    from transforms.publish.exports import EXAMPLE_FORMATS, PREFERENCE_FORMATS
+    from transforms.publish.exports import COT_FORMATS, EXAMPLE_FORMATS, PREFERENCE_FORMATS
     from transforms.publish.training import parse_formats
 
     try:
         formats, _ = parse_formats(values.format)
     except ValueError:
         return True  # --format's own error is clearer
-    return bool(values.preference) or any(f in (*EXAMPLE_FORMATS, *PREFERENCE_FORMATS) for f in formats)
+    with_prompts = (*EXAMPLE_FORMATS, *PREFERENCE_FORMATS, *COT_FORMATS)
+    return bool(values.preference) or any(f in with_prompts for f in formats)
 
 
 def _near_dup_applies(values: argparse.Namespace) -> bool:

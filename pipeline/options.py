@@ -413,7 +413,9 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                "prompt-completion (prompt and SQL apart, for completion-only loss), prompt-completion-chat "
                "(TRL's conversational prompt/completion: prompt [system, user] as in sft-chat, completion "
                "[assistant]), dpo and dpo-chat (with --preference; dpo-chat is TRL's conversational preference "
-               "format, prompt [system, user] as in sft-chat), and parquet (a Parquet copy of every set listed). "
+               "format, prompt [system, user] as in sft-chat), dpo-reasoning (with --cot: ExCoT's reasoning-level DPO "
+               "pairs, a verified trace chosen over a trace whose SQL failed or gave another result, up to "
+               "--cot_dpo_limit per pair), and parquet (a Parquet copy of every set listed). "
                "Sets go to PREFIX-dataset/<jsonl|parquet>/<set>/.", "Output formats", default="pairs",
                regex="^[a-z-]+(,[a-z-]+)*$"),
     OptionSpec("stage_by", "Also write one shard set per level for staged training, easiest first "

@@ -52,6 +52,11 @@ _FORMAT_FIELDS = {
            "`sample_index`, `chosen_source`, `db_id`, `difficulty`, ...)",
     "dpo-chat": "TRL's conversational preference format: `prompt` (the system and user messages of `sft-chat` for "
                 "the same pair), `chosen` and `rejected` (one assistant message each); `meta` as in `dpo`",
+    "dpo-reasoning": "ExCoT's reasoning-level preference pairs from the --cot votes: `prompt` (the reasoning "
+                     "prompt, ending in `### Answer`), `chosen` (a trace whose SQL gave the gold result, then its "
+                     "SQL in a sql block), `rejected` (a trace of the same vote whose SQL gave another result or "
+                     "failed), `meta` (`neg_kind`, `sample_index`, `chosen_sample_index`, `rejected_error`, "
+                     "`cot_model`, ...)",
     "rejects": "the dead letters: `stage`, `reason`, `detail`, `origin`, and `record` (the rejected record as "
                "JSON text, `\"null\"` for input that never became a record; all values are strings, so "
                "`load_dataset(\"json\", data_files=...)` reads any mix of shards)",
@@ -189,7 +194,7 @@ def _front_matter(base: str, report: Mapping[str, Any]) -> str:
     accounting = report.get("accounting") or {}
     licence = license_id(options.get("input_licenses"))
     tags = ["text-to-sql", "sql", str(options.get("dialect") or "sql")]
-    if report.get("preference"):
+    if report.get("preference") or ((report.get("exports") or {}).get("sets") or {}).get("dpo-reasoning"):
         tags.append("dpo")
     lines = ["---", f"license: {licence}"]
     if licence == "other":
