@@ -2,7 +2,8 @@
 
 Every stage is a PTransform from ``transforms/`` with a ``records`` main output and a
 ``dead`` side output; this module only wires them and collects the dead letters,
-so the whole product's shape is readable in one function.
+so the whole product's shape is readable in one function. The validate family runs as one
+composite (``ValidatePairs``), once on the pairs read and once on the evolved ones.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from typing import Any, Mapping, NamedTuple, Optional
 import apache_beam as beam
 
 from transforms.core.record import DeadLetter, Record, dead_letter_to_json, record_to_json, without_timings
-from transforms.validate.classify import ClassifyDifficulty
 from transforms.ingest.conversations import ReadConversations
 from transforms.publish.conversations import WriteConversations
 from transforms.select.dedup import DedupBeforeQuestions, DedupPairs, merges_after_questions
@@ -20,14 +20,13 @@ from transforms.publish.cot import CotSettings
 from transforms.select.decontaminate import DecontaminateSettings
 from transforms.label.describe import DescribeQuestions
 from transforms.generate.evidence import EvidenceSettings
-from transforms.validate.execute import HOT_QUERY_RECORDS, ExecuteQueries
+from transforms.validate.execute import HOT_QUERY_RECORDS
 from transforms.publish.exports import WriteRejectsSet
-from transforms.validate.filter import FilterPairs, FilterSettings
+from transforms.validate.filter import FilterSettings
 from transforms.generate.generation import GenerationSettings
-from transforms.validate.instantiate import NOTES, InstantiateParameters, InstantiateSettings
+from transforms.validate.instantiate import InstantiateSettings
 from transforms.validate.judge import JudgeSettings
 from transforms.select.near_dup import MergeNearDuplicates, applies as near_dup_applies
-from transforms.validate.normalize import NormalizeSql
 from transforms.label.questions import QuestionSettings, WriteQuestions
 from transforms.ingest.read import ReadInputs, ReadSettings
 from transforms.ingest.read_stat_statements import LIVE_VIEW, ReadPgStatStatements
@@ -35,6 +34,7 @@ from transforms.publish.report import WriteReport, dead_letter_sort_key
 from transforms.publish.training import TrainingSettings, WriteTrainingData
 from transforms.select.weighting import CapPerTemplate
 from transforms.kit.write import WriteJsonShards
+from transforms.validate import ValidatePairs, ValidateSettings
 
 
 class JobConfig(NamedTuple):
@@ -109,26 +109,17 @@ def build(p: beam.Pipeline, config: JobConfig) -> dict[str, beam.PCollection]:
     job = _Job()
     logged, conversations = _read(p, config, job)
     records, teachings = _generate(p, config, logged, job)
-    # a query repeated HOT_QUERY_RECORDS times or more runs apart, so no worker gets all its records
-    hot_threshold = HOT_QUERY_RECORDS if config.spread_records else None
-    normalized = records | "NormalizeSql" >> NormalizeSql(config.target_dialect, config.source_dialect)
-    instantiated = normalized.records | "InstantiateParameters" >> InstantiateParameters(
-        config.database, config.instantiate, timeout_s=config.timeout_s, password_env=config.password_env)
-    classified = instantiated.records | "ClassifyDifficulty" >> ClassifyDifficulty()
-    # templates Instantiate could not fill were checked there already: Execute passes them through
-    executed = classified.records | "ExecuteQueries" >> _execute(config, hot_threshold)
-    filtered = executed.records | "FilterPairs" >> FilterPairs(config.filter)
+    validate = _validate_settings(config)
+    checked = records | "ValidatePairs" >> ValidatePairs(validate)
     # Paid work once per distinct validated unit: dedup first, then questions (rules or model, and
     # --context segmented rewriting) for the representatives only; a key holding the question merges again below
-    deduped = filtered.records | "DedupPairs" >> DedupBeforeQuestions(config.dedup)
+    deduped = checked.records | "DedupPairs" >> DedupBeforeQuestions(config.dedup)
     describe = WriteQuestions(config.questions) if config.questions is not None else DescribeQuestions()
     described = deduped | "DescribeQuestions" >> describe
-    job.notes.append(instantiated[NOTES])
-    job.dead += [stage.dead for stage in (normalized, instantiated, classified, described, executed, filtered)]
-    job.steps.update(read=logged, normalize=normalized.records, instantiate=instantiated.records,
-                     classify=classified.records, execute=executed.records, filter=filtered.records,
-                     dedup=deduped, describe=described.records)
-    validated, evolves = _evolve(described.records, teachings, config, hot_threshold, job)
+    job.notes += checked.notes
+    job.dead += [checked.dead, described.dead]
+    job.steps.update(read=logged, **checked.steps, dedup=deduped, describe=described.records)
+    validated, evolves = _evolve(described.records, teachings, config, validate, job)
     pairs = _merge_and_check(validated, teachings, config, evolves, job)
     pairs = _chain_of_thought(pairs, config, job)
     _write(p, pairs, conversations, config, job)
@@ -186,26 +177,32 @@ def _generate(p: beam.Pipeline, config: JobConfig, logged: beam.PCollection,
     return records, taught.teachings
 
 
-def _execute(config: JobConfig, hot_threshold: Optional[int]) -> ExecuteQueries:
-    """The Execute stage with the job's limits (logged pairs and evolved pairs alike)."""
-    return ExecuteQueries(
-        config.database,
+def _validate_settings(config: JobConfig) -> ValidateSettings:
+    """The validate chain's settings for the pairs read or synthesized (``_evolve`` adjusts them)."""
+    return ValidateSettings(
+        target_dialect=config.target_dialect,
+        source_dialect=config.source_dialect,
+        database=config.database,
+        instantiate=config.instantiate,
+        filter=config.filter,
         timeout_s=config.timeout_s,
         max_rows=config.max_rows,
+        max_result_bytes=config.max_result_bytes,
         max_connections=config.max_connections,
         password_env=config.password_env,
-        max_result_bytes=config.max_result_bytes,
         skip_reason=config.skip_reason,
-        hot_threshold=hot_threshold,
+        # a query repeated HOT_QUERY_RECORDS times or more runs apart, so no worker gets all its records
+        hot_threshold=HOT_QUERY_RECORDS if config.spread_records else None,
         grouped=config.spread_records,  # one local worker: no GroupByKey barrier before the database
     )
 
 
 def _evolve(validated: beam.PCollection, teachings: Optional[beam.PCollection], config: JobConfig,
-            hot_threshold: Optional[int], job: _Job) -> tuple[beam.PCollection, bool]:
-    """``--depth``/``--breadth``: evolved pairs join the validated ones after normalize → classify →
-    execute → filter again (a Beam graph cannot loop); that chain's dead letters are filed under
-    stage "revalidate", the rejecting stage kept in the reason."""
+            validate: ValidateSettings, job: _Job) -> tuple[beam.PCollection, bool]:
+    """``--depth``/``--breadth``: evolved pairs join the validated ones after the validate chain
+    again (a Beam graph cannot loop), without instantiate (they hold no placeholder) and read in
+    the target dialect; that chain's dead letters are filed under stage "revalidate", the
+    rejecting stage kept in the reason."""
     generation = config.generation
     if generation is None or not generation.evolves:
         return validated, False
@@ -213,15 +210,12 @@ def _evolve(validated: beam.PCollection, teachings: Optional[beam.PCollection], 
     from transforms.generate.generation import revalidation_dead_letter
 
     evolved = (validated, teachings) | "EvolvePairs" >> EvolvePairs(generation)
-    again = evolved.records | "NormalizeEvolved" >> NormalizeSql(config.target_dialect)
-    reclassified = again.records | "ClassifyEvolved" >> ClassifyDifficulty()
-    rerun = reclassified.records | "ExecuteEvolved" >> _execute(config, hot_threshold)
-    refiltered = rerun.records | "FilterEvolved" >> FilterPairs(config.filter)
-    revalidated = ((again.dead, reclassified.dead, rerun.dead, refiltered.dead) | "EvolvedDead" >> beam.Flatten()
-                   | "AsRevalidate" >> beam.Map(revalidation_dead_letter))
+    again = evolved.records | "ValidateEvolved" >> ValidatePairs(validate._replace(source_dialect=None,
+                                                                                   instantiate=None))
+    revalidated = again.dead | "AsRevalidate" >> beam.Map(revalidation_dead_letter)
     job.dead += [evolved.dead, revalidated]
     job.notes.append(evolved.notes)
-    job.steps["evolve"] = (validated, refiltered.records) | "WithEvolved" >> beam.Flatten()
+    job.steps["evolve"] = (validated, again.records) | "WithEvolved" >> beam.Flatten()
     return job.steps["evolve"], True
 
 
