@@ -36,8 +36,9 @@ except ImportError:  # apache-beam without the [gcp] extra
     apiclient = None
 
 #: Top-level steps the job must always have (Read_<kind> per input kind).
-STAGES = ("NormalizeSql", "ClassifyDifficulty", "DescribeQuestions", "ExecuteQueries", "FilterPairs",
-          "DedupPairs", "WritePairs", "WriteDeadLetters", "Report")
+STAGES = ("ValidatePairs", "ValidatePairs/NormalizeSql", "ValidatePairs/ClassifyDifficulty", "DescribeQuestions",
+          "ValidatePairs/ExecuteQueries", "ValidatePairs/FilterPairs", "DedupPairs", "WritePairs", "WriteDeadLetters",
+          "Report")
 EXAMPLES = REPO / "examples"
 
 _UNPICKLE_EVERYTHING = r"""
@@ -188,7 +189,8 @@ def test_every_function_in_the_staged_graph_unpickles_in_a_fresh_process(dataflo
     outcome = json.loads(completed.stdout.strip().splitlines()[-1])
     assert outcome["failed"] == []
     unpickled = set(outcome["done"])
-    for stage in ("NormalizeSql/Normalize", "ExecuteQueries/RunQueries", "DedupPairs/ChooseRepresentative"):
+    for stage in ("ValidatePairs/NormalizeSql/Normalize", "ValidatePairs/ExecuteQueries/RunQueries",
+                  "DedupPairs/ChooseRepresentative"):
         assert any(name.startswith(stage) for name in unpickled), f"no function of {stage} was unpickled"
 
 
