@@ -94,16 +94,9 @@ class _ConsistencyTasksFn(beam.DoFn):
                                          self.settings.schema_patterns, self.settings.schema_dialect).setup()
 
     def process(self, record: Record, teachings: Mapping) -> Iterator:
-        if not record.question:
-            yield reject(STAGE, "no_question", "a pair without a question cannot be checked", record)
-            return
-        try:
-            catalog = self._bench.catalog(record.db_id)
-        except LookupError as error:
-            yield reject(STAGE, "no_database", str(error), record)
-            return
-        except DatabaseUnavailable as error:
-            yield reject(STAGE, "database_unavailable", redact(str(error)), record)
+        catalog, dead = self._bench.pair_catalog(record, STAGE, "a pair without a question cannot be checked")
+        if dead is not None:
+            yield dead
             return
         # The pair's own tables lead the focus of a large schema; a small one is shown whole.
         tables = catalogs.focus(catalog, record.tables, limit=self.settings.max_prompt_tables)

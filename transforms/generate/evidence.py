@@ -36,7 +36,6 @@ from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Optional
 import apache_beam as beam
 from sqlglot import exp
 
-from adapters.db import DatabaseUnavailable, redact
 from adapters.llm import LlmRequest, LlmSettings
 from adapters.llm.handler import LlmTask
 from adapters.llm.prompting import load_prompt
@@ -148,16 +147,9 @@ class _EvidenceTasksFn(beam.DoFn):
         self._rules: dict[str, teaching_notes.Teachings] = {}  # db key -> the schema's rule teachings
 
     def process(self, record: Record, teachings: Mapping) -> Iterator:
-        if not record.question:
-            yield reject(STAGE, "no_question", "a pair without a question needs no evidence", record)
-            return
-        try:
-            catalog = self._bench.catalog(record.db_id)
-        except LookupError as error:
-            yield reject(STAGE, "no_database", str(error), record)
-            return
-        except DatabaseUnavailable as error:
-            yield reject(STAGE, "database_unavailable", redact(str(error)), record)
+        catalog, dead = self._bench.pair_catalog(record, STAGE, "a pair without a question needs no evidence")
+        if dead is not None:
+            yield dead
             return
         key = catalogs.db_key(record.db_id)
         notes = teaching_notes.teachings_for(key, teachings)

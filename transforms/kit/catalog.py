@@ -206,6 +206,23 @@ class Workbench:
                 found = _CATALOGS.setdefault(key, found)
         return found
 
+    def pair_catalog(self, record: Any, stage: str, why_question: str) -> tuple[Optional[Catalog], Any]:
+        """``(catalog, None)`` for a pair a model stage can prompt about, else ``(None, dead letter)``:
+        ``no_question`` (``why_question`` says why it needs one), ``no_database`` (no ``--database``
+        entry serves its db_id) or ``database_unavailable`` (the error, password redacted).
+        The judge, the evidence writer and the round-trip check start the same way."""
+        from adapters.db import DatabaseUnavailable, redact
+        from transforms.kit.stage import reject
+
+        if not record.question:
+            return None, reject(stage, "no_question", why_question, record)
+        try:
+            return self.catalog(record.db_id), None
+        except LookupError as error:
+            return None, reject(stage, "no_database", str(error), record)
+        except DatabaseUnavailable as error:
+            return None, reject(stage, "database_unavailable", redact(str(error)), record)
+
 
 _SHARED = Shared()
 #: Catalogues of this worker process, by (URL, DDL patterns, DDL dialect): every generation

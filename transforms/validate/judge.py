@@ -39,7 +39,6 @@ from typing import Any, Iterator, Mapping, NamedTuple, Optional
 
 import apache_beam as beam
 
-from adapters.db import DatabaseUnavailable, redact
 from adapters.llm import LlmRequest, LlmSettings
 from adapters.llm.handler import LlmTask
 from adapters.llm.prompting import load_prompt
@@ -170,16 +169,9 @@ class _JudgeTasksFn(beam.DoFn):
                                          self.settings.schema_patterns, self.settings.schema_dialect).setup()
 
     def process(self, record: Record) -> Iterator:
-        if not record.question:
-            yield reject(STAGE, "no_question", "a pair without a question cannot be judged", record)
-            return
-        try:
-            catalog = self._bench.catalog(record.db_id)
-        except LookupError as error:
-            yield reject(STAGE, "no_database", str(error), record)
-            return
-        except DatabaseUnavailable as error:
-            yield reject(STAGE, "database_unavailable", redact(str(error)), record)
+        catalog, dead = self._bench.pair_catalog(record, STAGE, "a pair without a question cannot be judged")
+        if dead is not None:
+            yield dead
             return
         tables = catalogs.focus(catalog, record.tables, limit=self.settings.max_prompt_tables)
         yield LlmTask((judge_request(record, catalogs.render(tables)),), record)
