@@ -66,7 +66,7 @@ from transforms.kit.equivalence import has_top_level_order_by, results_match
 from transforms.publish.exec_difficulty import exec_difficulty, solve_rate
 from transforms.publish.exports import SchemaLookup, SchemaSource
 from transforms.kit.llm_stage import AskModel, ModelReply
-from transforms.publish.preference import parse_sample
+from transforms.publish.preference import QueryRun, fetch_query, parse_sample
 
 #: Dead-letter stage, metrics stage (``llm.cot.*``) and report notes (``note:cot:*``) of this step.
 STAGE = "cot"
@@ -274,29 +274,6 @@ class _CotTasksFn(beam.DoFn):
 _SHARED_EXECUTORS = Shared()
 
 
-class _Run(NamedTuple):
-    columns: int = 0
-    rows: Optional[list] = None
-    failure: Optional[str] = None  # exec_error | timeout | database_unavailable
-    detail: str = ""
-
-
-def _run(executor: Any, sql: str) -> _Run:
-    try:
-        columns, rows = executor.fetch_rows(sql)
-    except DatabaseUnavailable as error:
-        return _Run(failure="database_unavailable", detail=redact(str(error))[:DETAIL_CHARS])
-    except Exception as error:  # noqa: BLE001 - a failing query is a verdict, not a crash
-        timeout = False
-        try:
-            timeout = bool(executor._is_timeout(error))  # the Executor contract's own test
-        except Exception:  # noqa: BLE001
-            pass
-        return _Run(failure="timeout" if timeout else "exec_error",
-                    detail=executor.describe_error(error, sql)[:DETAIL_CHARS])
-    return _Run(len(columns), list(rows))
-
-
 class _VoteFn(beam.DoFn):
     """``ModelReply(record, outcomes)`` → the kept pair with its reasoning, or a dead letter.
 
@@ -334,7 +311,7 @@ class _VoteFn(beam.DoFn):
             return
         gold_sql = record.normalized_sql or record.sql
         queries = [gold_sql] + sorted({s.sql for s, _ in parsed if s.invalid is None} - {gold_sql})
-        futures = {sql: self._pool.submit(_run, executor, sql) for sql in queries}
+        futures = {sql: self._pool.submit(fetch_query, executor, sql) for sql in queries}
         runs = {sql: future.result() for sql, future in futures.items()}
         gold = runs[gold_sql]
         if gold.failure:
@@ -366,7 +343,7 @@ class _VoteFn(beam.DoFn):
         yield record._replace(reasoning=vote.chosen.reasoning, extra=extra)
 
     @staticmethod
-    def _voted(solution: Solution, tables: tuple[str, ...], runs: Mapping[str, _Run], gold: _Run, gold_key: str,
+    def _voted(solution: Solution, tables: tuple[str, ...], runs: Mapping[str, QueryRun], gold: QueryRun, gold_key: str,
                order_matters: bool, gold_reads_tables: bool) -> Solution:
         """The solution with the result it voted for, or why it could not vote."""
         if solution.invalid is not None:

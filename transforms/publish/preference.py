@@ -167,6 +167,7 @@ class QueryRun(NamedTuple):
     rows: Optional[list] = None
     failure: Optional[str] = None  # exec_error | timeout | database_unavailable
     detail: str = ""
+    columns: int = 0  # how many columns the rows have (a result hash needs it)
 
 
 def label_run(run: QueryRun, gold_rows: Sequence[Sequence[Any]], order_matters: bool,
@@ -377,9 +378,11 @@ class _BuildTasksFn(beam.DoFn):
 _SHARED_EXECUTORS = Shared()
 
 
-def _fetch(executor: Any, sql: str) -> QueryRun:
+def fetch_query(executor: Any, sql: str) -> QueryRun:
+    """Run one model-written query read-only: its rows, or why there are none (never raises for
+    the query's own failure; the weak samples' labels and the --cot votes both read this)."""
     try:
-        _, rows = executor.fetch_rows(sql)
+        columns, rows = executor.fetch_rows(sql)
     except DatabaseUnavailable as error:
         return QueryRun(failure="database_unavailable", detail=redact(str(error))[:DETAIL_CHARS])
     except Exception as error:  # noqa: BLE001 - a failing query is a label, not a crash
@@ -390,7 +393,7 @@ def _fetch(executor: Any, sql: str) -> QueryRun:
             pass
         detail = executor.describe_error(error, sql)[:DETAIL_CHARS]  # class and code; quoted data masked
         return QueryRun(failure="timeout" if timeout else "exec_error", detail=detail)
-    return QueryRun(rows=list(rows))
+    return QueryRun(rows=list(rows), columns=len(columns))
 
 
 class _LabelSamplesFn(beam.DoFn):
@@ -434,7 +437,7 @@ class _LabelSamplesFn(beam.DoFn):
         except DatabaseUnavailable as error:
             return self._unlabelled(samples, redact(str(error))), "database_unavailable"
         queries = [gold] + sorted({s.normalized for s in samples if s.label is None} - {gold})
-        futures = {sql: self._pool.submit(_fetch, executor, sql) for sql in queries}
+        futures = {sql: self._pool.submit(fetch_query, executor, sql) for sql in queries}
         runs = {sql: future.result() for sql, future in futures.items()}
         gold_run = runs[gold]
         if gold_run.failure == "database_unavailable":
