@@ -43,7 +43,6 @@ class ValidateSettings(NamedTuple):
     password_env: Optional[str] = None
     skip_reason: str = "not executed"
     hot_threshold: Optional[int] = None  # ExecuteQueries: a query this frequent runs apart from the grouping
-    grouped: bool = True  # False only where one worker runs the whole job: no barrier before the database
 
 
 class ValidatedPairs(NamedTuple):
@@ -119,5 +118,4 @@ def _execute(settings: ValidateSettings) -> ExecuteQueries:
         max_result_bytes=settings.max_result_bytes,
         skip_reason=settings.skip_reason,
         hot_threshold=settings.hot_threshold,
-        grouped=settings.grouped,
     )

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import queue
-from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Iterable, Iterator, NamedTuple, Optional, Union
 
@@ -160,80 +159,6 @@ class _ExecuteGroupsFn(beam.DoFn):
             executors.release()
 
 
-#: Query outcomes ``_ExecuteAsTheyComeFn`` remembers (an ``Execution`` is a few hundred bytes: ~50 MB).
-OUTCOMES_REMEMBERED = 100_000
-
-
-class _ExecuteAsTheyComeFn(_ExecuteGroupsFn):
-    """Runs each distinct (database, SQL) once as its first record arrives; no grouping.
-
-    Where one worker runs the whole job, a ``GroupByKey`` before the queries is a
-    barrier: nothing runs until every record is read, parsed and classified, and then
-    the worker only waits on the database. Here the first record of a query submits
-    it, later records of a query in flight wait for it, and records of a query that
-    already ran take its remembered outcome at once, so the database works while
-    the records behind are still being parsed. Outcomes are remembered per DoFn
-    instance, at most ``OUTCOMES_REMEMBERED`` (least recently used first out: a query
-    evicted and seen again runs again, with the same result).
-    """
-
-    def setup(self) -> None:
-        super().setup()
-        self._outcomes: OrderedDict = OrderedDict()
-
-    def start_bundle(self) -> None:
-        super().start_bundle()
-        self._waiting: dict[tuple, list] = {}  # key in flight -> its records that arrived since
-
-    def process(self, record: Record) -> Iterator:
-        if record.execution is not None:  # settled before this stage: passes through
-            yield record
-            return
-        key = _group_key(record)
-        outcome = self._outcomes.get(key)
-        if outcome is not None:
-            self._outcomes.move_to_end(key)
-            yield from _apply_outcome(outcome, (record,))
-        elif key in self._waiting:
-            self._waiting[key].append(record)
-        else:
-            try:
-                url = self._databases.url_for(record.db_id)
-            except InvalidDbId as error:  # data that would steer the connection: never substituted, never run
-                yield from _apply_outcome(("invalid_db_id", str(error)), (record,))
-                return
-            if url is None:
-                yield from _apply_outcome(
-                    ("no_database", f"no --database entry serves db_id {record.db_id!r}"), (record,))
-                return
-            records = self._waiting[key] = [record]
-            self._submit(url, key, records)
-        yield from self._drain_ready()
-        yield from self._drain(keep=2 * self.max_connections - 1)
-
-    def _drain_ready(self) -> Iterator:
-        """Emit the queries that finished already, without waiting for any."""
-        while True:
-            try:
-                future = self._done.get_nowait()
-            except queue.Empty:
-                return
-            yield from self._settle(future)
-
-    def _drain(self, keep: int) -> Iterator:
-        while len(self._pending) > keep:
-            yield from self._settle(self._done.get())
-
-    def _settle(self, future: Future) -> Iterator:
-        key, records = self._pending.pop(future)
-        del self._waiting[key]
-        outcome = _outcome(future)
-        self._outcomes[key] = outcome
-        if len(self._outcomes) > OUTCOMES_REMEMBERED:
-            self._outcomes.popitem(last=False)
-        yield from _apply_outcome(outcome, records)
-
-
 class _MarkSkippedFn(beam.DoFn):
     def __init__(self, reason: str):
         self.reason = reason
@@ -289,12 +214,6 @@ class ExecuteQueries(beam.PTransform):
     where one worker runs everything: the split would cost a count and a side input
     and balance nothing.
 
-    ``grouped=False`` (only where one worker runs the whole job, as Beam's local
-    runner with one worker does): no grouping at all; each query runs as its first
-    record arrives, and the worker remembers its outcome for the later ones
-    (``_ExecuteAsTheyComeFn``), so the database works while parsing goes on instead
-    of after it. The same outcomes reach the same records; on several workers each
-    would run its own copy of a query, hence grouping there.
     """
 
     def __init__(
@@ -308,7 +227,6 @@ class ExecuteQueries(beam.PTransform):
         max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
         skip_reason: str = "not executed",
         hot_threshold: Optional[int] = None,
-        grouped: bool = True,
     ):
         super().__init__()
         if hot_threshold is not None and hot_threshold < 1:
@@ -321,7 +239,6 @@ class ExecuteQueries(beam.PTransform):
         self.max_connections = max_connections or default_max_connections()
         self.skip_reason = skip_reason
         self.hot_threshold = hot_threshold
-        self.grouped = grouped
 
     def expand(self, records):  # -> ExecuteOutputs (no annotation: Beam warns about one that is no PCollection)
         if not self.database:
@@ -329,11 +246,6 @@ class ExecuteQueries(beam.PTransform):
                 DEAD, main="records"
             )
             return ExecuteOutputs(skipped.records, skipped[DEAD])
-        if not self.grouped:
-            ran = records | "RunQueries" >> beam.ParDo(
-                _ExecuteAsTheyComeFn(self.database, self.settings, self.max_connections)
-            ).with_outputs(DEAD, main="records")
-            return ExecuteOutputs(ran.records, ran[DEAD])
         keyed = records | "KeyByQuery" >> beam.Map(lambda r: (_group_key(r), r))
         hot = None
         if self.hot_threshold is not None:
