@@ -31,7 +31,8 @@ from transforms.label.questions import QuestionSettings, WriteQuestions
 from transforms.ingest.read import ReadInputs, ReadSettings
 from transforms.ingest.read_stat_statements import LIVE_VIEW, ReadPgStatStatements
 from transforms.publish.report import WriteReport, dead_letter_sort_key
-from transforms.publish.training import TrainingSettings, WriteTrainingData
+from transforms.publish.preference import PreferenceOutputs
+from transforms.publish.training import TrainingSettings, WriteTrainingData, training_inputs
 from transforms.select.weighting import CapPerTemplate
 from transforms.kit.write import WriteJsonShards
 from transforms.validate import ValidatePairs, ValidateSettings
@@ -104,7 +105,8 @@ def build(p: beam.Pipeline, config: JobConfig) -> dict[str, beam.PCollection]:
     """Add the whole job to pipeline ``p``; returns the main PCollections by name.
 
     read → (generate) → normalize → instantiate → classify → execute → filter → dedup →
-    describe → (evolve, re-validated) → merge → (consistency) → (cap) → write, report, exports.
+    describe → (evolve, re-validated) → merge → (consistency) → (cap) → (judge) → (evidence) → (cot) →
+    (weak samples) → write, report, exports.
     """
     job = _Job()
     logged, conversations = _read(p, config, job)
@@ -122,7 +124,8 @@ def build(p: beam.Pipeline, config: JobConfig) -> dict[str, beam.PCollection]:
     validated, evolves = _evolve(described.records, teachings, config, validate, job)
     pairs = _merge_and_check(validated, teachings, config, evolves, job)
     pairs = _chain_of_thought(pairs, config, job)
-    _write(p, pairs, conversations, config, job)
+    pairs, preference = _weak_samples(pairs, conversations, config)
+    _write(p, pairs, conversations, preference, config, job)
     return {"pairs": pairs, "dead": job.dead_all, **{f"step_{k}": v for k, v in job.steps.items()}}
 
 
@@ -286,8 +289,24 @@ def _chain_of_thought(pairs: beam.PCollection, config: JobConfig, job: _Job) -> 
     return voted.records
 
 
+def _weak_samples(pairs: beam.PCollection, conversations: Optional[beam.PCollection],
+                  config: JobConfig) -> tuple[beam.PCollection, Optional[PreferenceOutputs]]:
+    """``--preference``: the weak model's samples of every pair that will be written, taken before
+    writing so each pair carries its solve rate (``extra.weak_solve_rate``, and ``solve_rate`` /
+    ``exec_difficulty`` unless ``--cot`` set them); the DPO pairs go to the training step. The same
+    pairs come back, each once (a join by record id), so the accounting is untouched."""
+    training = config.training
+    if training is None or training.preference is None:
+        return pairs, None
+    from transforms.publish.preference import SamplePreferencePairs
+
+    prompted = pairs if conversations is None else {"pairs": pairs, "conversations": conversations}
+    preference = prompted | "SamplePreferencePairs" >> SamplePreferencePairs(training.preference)
+    return preference.records, preference
+
+
 def _write(p: beam.Pipeline, pairs: beam.PCollection, conversations: Optional[beam.PCollection],
-           config: JobConfig, job: _Job) -> None:
+           preference: Optional[PreferenceOutputs], config: JobConfig, job: _Job) -> None:
     """Pairs, dead letters and the dataset folder's sets; the report; the training exports."""
     dead = job.dead_all = job.dead | "AllDeadLetters" >> beam.Flatten()
     notes = job.notes
@@ -308,6 +327,5 @@ def _write(p: beam.Pipeline, pairs: beam.PCollection, conversations: Optional[be
     all_notes = notes | "AllNotes" >> beam.Flatten()
     {"steps": job.steps, "dead": dead, "pairs": pairs, "notes": all_notes} | "Report" >> WriteReport(
         paths["report"], config.report_options)
-    if config.training is not None:  # from the final pairs; its samples stay outside the accounting above
-        training = pairs if conversations is None else {"pairs": pairs, "conversations": conversations}
-        training | "TrainingData" >> WriteTrainingData(config.training)
+    if config.training is not None:  # from the final pairs; the weak samples stay outside the accounting above
+        training_inputs(pairs, conversations, preference) | "TrainingData" >> WriteTrainingData(config.training)

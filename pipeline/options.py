@@ -370,7 +370,9 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
     OptionSpec("preference", "Build DPO preference pairs the SENSE way: a weak model (--weak_llm) writes --samples "
                "SQL queries per final pair; each is executed and labelled correct, wrong_result, exec_error, "
                "timeout or unparseable against the gold result; correct vs incorrect samples become the dpo "
-               "set (PREFIX-dataset/jsonl/dpo/) {prompt, chosen, rejected, meta}. Needs --database.",
+               "set (PREFIX-dataset/jsonl/dpo/) {prompt, chosen, rejected, meta}. Each pair also gets "
+               "extra.weak_solve_rate (correct / samples, unlabelled ones left out) and, unless --cot set them, "
+               "extra.solve_rate and extra.exec_difficulty. Needs --database.",
                "Preference pairs",
                default=False, type=parse_bool, flag=True),
     OptionSpec("samples", "SQL queries sampled from the weak model per question (--preference).",
@@ -420,7 +422,8 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
                regex="^[a-z-]+(,[a-z-]+)*$"),
     OptionSpec("stage_by", "Also write one shard set per level for staged training, easiest first "
                "(sets pairs-easy, sft-chat-hard, ... in PREFIX-dataset/): difficulty (Spider's hardness of the "
-               "SQL) or exec_difficulty (how often the --cot solutions solved the question; needs --cot).",
+               "SQL) or exec_difficulty (DataFlow's levels of how often a model's samples solved the question: "
+               "the --cot solutions, else the --preference weak model's; needs --cot or --preference).",
                "Stage by", choices=("difficulty", "exec_difficulty")),
     OptionSpec("sft_target", "What the completions of sft-chat, prompt-completion and prompt-completion-chat "
                "hold: sql (the query), or reasoning (the pair's --cot reasoning, then its SQL in a ```sql block; "

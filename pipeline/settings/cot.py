@@ -65,9 +65,9 @@ def cot_settings(values: argparse.Namespace, *, database: Optional[str],
     if not values.cot:
         if reasoning_dpo:
             raise UserError("--format dpo-reasoning pairs the traces of the --cot votes (ExCoT): add --cot N")
-        if values.stage_by == "exec_difficulty":
-            raise UserError("--stage_by exec_difficulty stages pairs by how often the --cot solutions solved them: "
-                            "add --cot N")
+        if values.stage_by == "exec_difficulty" and not values.preference:
+            raise UserError("--stage_by exec_difficulty stages pairs by how often a model's samples solved them: "
+                            "add --cot N (its solutions) or --preference (the weak model's samples)")
         return None
     if database is None:
         raise UserError("--cot executes every solution's SQL: give --database (and do not set --validate parse|none)")

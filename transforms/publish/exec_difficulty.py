@@ -1,20 +1,36 @@
 """Execution-based difficulty: how often a model's samples solve a question, as a level.
 
-Spider's hardness (``transforms.sql.hardness``) reads the SQL; this reads the model. Where a
-stage has N independent samples of a model answering a pair's question (the ``--cot``
-solutions), the share whose result equals the gold result is the pair's *solve rate*, and
-its level follows OpenDCAI DataFlow's ``SQLExecutionClassifier``: 10 samples, thresholds
-2/5/9 on the number solved, labels extra/hard/medium/easy::
+Spider's hardness (``transforms.sql.hardness``) reads the SQL; this reads a model. Where a
+stage has N independent samples of a model answering a pair's question, the share whose
+result equals the gold result is the pair's *solve rate*, and its level follows OpenDCAI
+DataFlow's ``SQLExecutionClassifier``: 10 samples, thresholds 2/5/9 on the number solved,
+labels extra/hard/medium/easy::
 
     solved of 10   0-2     3-5    6-9      10
     level          extra   hard   medium   easy
 
 With N samples other than 10 the same cut points apply to the rate (solved / N):
 ``rate <= 0.2`` extra, ``<= 0.5`` hard, ``<= 0.9`` medium, else easy — identical to
-DataFlow's at N = 10. A sample that did not run counts as not solved (DataFlow's
-denominator is ``num_generations`` too). The levels use Spider's names, so
-``--stage_by exec_difficulty`` writes the same staged sets (``pairs-easy`` ...) as
-``--stage_by difficulty``.
+DataFlow's at N = 10. The levels use Spider's names, so ``--stage_by exec_difficulty``
+writes the same staged sets (``pairs-easy`` ...) as ``--stage_by difficulty``.
+
+Two stages have samples, and both write ``extra["solve_rate"]`` (text, e.g. ``"0.75"``) and
+``extra["exec_difficulty"]`` on the pairs:
+
+* ``--cot N`` (``transforms.publish.cot``): the N solutions; solved = those whose result is
+  the gold's, out of N. A solution that did not run counts as not solved (DataFlow's
+  denominator is ``num_generations`` too).
+* ``--preference`` (``transforms.publish.preference``): the ``--samples`` weak-model answers;
+  solved = those labelled ``correct``, out of every *counted* sample: all of them but the
+  ``unlabelled`` ones. A sample is ``unlabelled`` when the gold itself could not be re-run
+  or the database was unavailable, so nothing was compared: that says nothing about the
+  model, and a question all of whose samples are unlabelled (its gold failed) gets no solve
+  rate. Every other label counts, as in DataFlow: ``wrong_result``, ``exec_error``,
+  ``timeout``, ``unparseable`` and ``no_reply`` (the model gave no SQL) are not solved. The
+  weak model's rate is also ``extra["weak_solve_rate"]`` and its level
+  ``extra["weak_exec_difficulty"]``; with ``--cot`` as well, ``solve_rate`` and
+  ``exec_difficulty`` stay the ``--cot`` ones (a pair that already has them keeps them) and
+  the weak model's stay beside them.
 """
 
 from __future__ import annotations

@@ -31,6 +31,16 @@ whitespace-normalized SQL text, so a pair differs in meaning, never in layout.
 
 Samples are records this stage creates: they are counted in the training report by label,
 outside the main accounting (records read = written + dead letters + merged).
+
+The samples also grade the pairs (``transforms.publish.exec_difficulty``): the stage gives back
+every pair it was applied to, once, each whose samples were compared with the gold carrying
+``extra["weak_solve_rate"]`` (``correct`` ÷ every sample but the ``unlabelled`` ones, as text)
+and ``extra["weak_exec_difficulty"]`` (its level), and — unless it already has them, from
+``--cot`` — the same values as ``extra["solve_rate"]`` and ``extra["exec_difficulty"]``. A pair
+that was not sampled, or whose gold failed, is given back unchanged. The graph runs this stage
+before it writes the pairs, so the pairs, their exports and ``--stage_by exec_difficulty`` see
+these fields; each pair meets its own samples' counts in a join by record id (pairs sharing
+an id, the same pair read twice, share the counts of all their samples).
 """
 
 from __future__ import annotations
@@ -39,7 +49,7 @@ import hashlib
 import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterator, Mapping, NamedTuple, Optional, Sequence
+from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Optional, Sequence
 
 import apache_beam as beam
 from apache_beam.utils.shared import Shared
@@ -55,6 +65,8 @@ from transforms.kit.equivalence import has_top_level_order_by, results_match
 from transforms.core.vocab import dialect_name
 from transforms.publish.exports import SchemaLookup, SchemaSource, normalize_whitespace, training_prompt
 from transforms.kit.llm_stage import AskModel, ModelReply
+from transforms.publish.conversations import WithFullContext
+from transforms.publish.exec_difficulty import exec_difficulty, solve_rate
 from transforms.sql.normalize import SqlRejected, normalize_sql
 
 _LOGGER = logging.getLogger(__name__)
@@ -68,6 +80,8 @@ NEGATIVE_LABELS: Mapping[str, tuple[str, ...]] = {
     "wrong_result": ("wrong_result",),
 }
 NEG_FILTERS = tuple(NEGATIVE_LABELS)
+#: Labels that say nothing of the model (nothing was compared): left out of a solve rate's count.
+NOT_COUNTED = ("unlabelled",)
 #: How a question ended, in report order.
 OUTCOMES = ("with_pairs", "no_usable_negative", "no_positive", "gold_failed", "database_unavailable")
 #: Metrics stage of the weak model's requests (``llm.weak_sql.*``).
@@ -282,6 +296,39 @@ def build_pairs(question: QuestionSamples, knobs: PairKnobs = PairKnobs(), weak_
     return rows
 
 
+def solve_counts(samples: Sequence[Sample]) -> tuple[int, int]:
+    """``(solved, counted)``: samples labelled ``correct``, and every sample but the ``NOT_COUNTED`` ones.
+
+    >>> solve_counts([Sample(0, "a", "a", "correct"), Sample(1, "", "", "no_reply"), Sample(2, "b", "b", "unlabelled")])
+    (1, 2)
+    """
+    counted = [s for s in samples if s.label not in NOT_COUNTED]
+    return sum(s.label == "correct" for s in counted), len(counted)
+
+
+def with_weak_solve_rate(record: Record, solved: int, counted: int) -> Record:
+    """``record`` graded by the weak model's samples (``solved`` of ``counted``): ``weak_solve_rate``
+    and ``weak_exec_difficulty`` always, ``solve_rate`` and ``exec_difficulty`` unless it has them.
+    Unchanged when no sample counted.
+
+    >>> from transforms.core.record import new_record
+    >>> dict(with_weak_solve_rate(new_record("SELECT 1"), 3, 4).extra)
+    {'weak_solve_rate': '0.75', 'weak_exec_difficulty': 'medium', 'solve_rate': '0.75', 'exec_difficulty': 'medium'}
+    >>> voted = new_record("SELECT 1", extra={"solve_rate": "1.0", "exec_difficulty": "easy"})
+    >>> dict(with_weak_solve_rate(voted, 1, 4).extra)
+    {'solve_rate': '1.0', 'exec_difficulty': 'easy', 'weak_solve_rate': '0.25', 'weak_exec_difficulty': 'hard'}
+    >>> with_weak_solve_rate(voted, 0, 0) is voted
+    True
+    """
+    if counted <= 0:
+        return record
+    rate, level = str(solve_rate(solved, counted)), exec_difficulty(solved, counted)
+    extra = dict(record.extra, weak_solve_rate=rate, weak_exec_difficulty=level)
+    if "solve_rate" not in record.extra and "exec_difficulty" not in record.extra:  # --cot's stay
+        extra.update(solve_rate=rate, exec_difficulty=level)
+    return record._replace(extra=extra)
+
+
 def samples_row(question: QuestionSamples) -> dict:
     """One question and every labelled sample, for ``PREFIX-dpo-samples`` (re-pairing without re-sampling)."""
     return {
@@ -484,16 +531,41 @@ class _PairsFn(beam.DoFn):
             yield row
 
 
+def _rate_pairs(joined: tuple[str, Mapping[str, Iterable[Any]]]) -> Iterator[Record]:
+    """One record id's pairs, each graded by the counts of every sample of that id."""
+    _, groups = joined
+    counts = list(groups["counts"])
+    solved, counted = sum(c[0] for c in counts), sum(c[1] for c in counts)
+    for record in groups["pairs"]:
+        yield with_weak_solve_rate(record, solved, counted)
+
+
+def _level_note(record: Record) -> Iterator[str]:
+    """``preference:difficulty_vs_exec:<Spider level>/<weak level>`` of a graded pair (the report's heatmap)."""
+    level = record.extra.get("weak_exec_difficulty")
+    if level:
+        yield f"preference:difficulty_vs_exec:{record.difficulty}/{level}"
+
+
 class PreferenceOutputs(NamedTuple):
-    """``pairs`` (DPO rows), ``samples`` (``QuestionSamples``) and ``notes`` (report keys)."""
+    """``pairs`` (DPO rows), ``samples`` (``QuestionSamples``), ``notes`` (report keys) and ``records``
+    (the pairs the stage was applied to, each once, graded by its samples: ``with_weak_solve_rate``)."""
 
     pairs: beam.PCollection
     samples: beam.PCollection
     notes: beam.PCollection
+    records: beam.PCollection
 
 
 class SamplePreferencePairs(beam.PTransform):
-    """Final pairs → DPO rows built from a weak model's execution-checked samples."""
+    """Final pairs → DPO rows built from a weak model's execution-checked samples, and the pairs graded.
+
+    Applied to the pairs, or to ``{"pairs": pairs, "conversations": conversations}`` with
+    ``--context full``: each chat pair's prompt then shows the earlier turns joined back from its
+    conversation (``WithFullContext``), while ``records`` are the pairs as given. The counts meet
+    their pairs in a join by record id (``CoGroupByKey``): a worker holds one id's pairs and counts
+    at a time, never a table of every pair.
+    """
 
     def __init__(self, settings: PreferenceSettings):
         super().__init__()
@@ -503,17 +575,28 @@ class SamplePreferencePairs(beam.PTransform):
             raise ValueError(f"unknown neg_filter {settings.knobs.neg_filter!r}")
         self.settings = settings
 
-    def expand(self, records):
+    def expand(self, inputs):
         s = self.settings
-        routed = records | "Eligible" >> beam.ParDo(_RouteFn()).with_outputs(NOTES, main="eligible")
+        records, conversations = (inputs["pairs"], inputs.get("conversations")) if isinstance(inputs, dict) else (
+            inputs, None)
+        prompted = records
+        if conversations is not None:
+            prompted = {"pairs": records, "conversations": conversations} | "WithFullContext" >> WithFullContext()
+        routed = prompted | "Eligible" >> beam.ParDo(_RouteFn()).with_outputs(NOTES, main="eligible")
         handler = LlmModelHandler(s.llm, requests_per_task=s.samples)
         asked = routed.eligible | "CallWeakModel" >> AskModel(
             _BuildTasksFn(s), handler, _LabelSamplesFn(s.database, s.database_settings, s.max_connections),
             main="samples", tags=(NOTES,))
         labelled = asked["samples"]
         built = labelled | "BuildPairs" >> beam.ParDo(_PairsFn(s.knobs, s.weak_model)).with_outputs(NOTES, main="pairs")
-        notes = (routed[NOTES], asked[NOTES], built[NOTES]) | "AllPreferenceNotes" >> beam.Flatten()
-        return PreferenceOutputs(built.pairs, labelled, notes)
+        keyed = {"pairs": records | "PairsById" >> beam.Map(lambda r: (r.id, r)),
+                 "counts": labelled | "CountsById" >> beam.Map(lambda q: (q.record_id, solve_counts(q.samples)))}
+        rated = (keyed
+                 | "JoinPairsAndCounts" >> beam.CoGroupByKey()
+                 | "WithSolveRate" >> beam.FlatMap(_rate_pairs).with_output_types(Record))
+        levels = rated | "LevelNotes" >> beam.FlatMap(_level_note)
+        notes = (routed[NOTES], asked[NOTES], built[NOTES], levels) | "AllPreferenceNotes" >> beam.Flatten()
+        return PreferenceOutputs(built.pairs, labelled, notes, rated)
 
 
 # ---------------------------------------------------------------------------------------------

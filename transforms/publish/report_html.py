@@ -3,8 +3,10 @@
 Written after a local run from the finished report (``pipeline.main._finish_report`` calls
 ``write_report_pages``): the funnel per stage, rejection reasons, difficulty and concept
 distributions (concepts against the curriculum's targets), model token use and cost, for
-preference data the label mix of the weak model's samples, and with ``--cot`` structural
-(Spider) difficulty against execution difficulty (how often the solutions solved the pair). Plots are PNGs drawn with
+preference data the label mix of the weak model's samples, and structural (Spider) difficulty
+against execution difficulty (how often a model's samples solved the pair) from whichever
+source the run had: the ``--cot`` solutions (the ``cot`` section's counts) and the
+``--preference`` weak model (counted from each pair's ``extra.weak_exec_difficulty``). Plots are PNGs drawn with
 matplotlib's Agg canvas (``matplotlib.figure.Figure``: no pyplot, no display, no global
 state) and embedded as ``data:`` URIs, so the page opens anywhere — a CI artifact, a
 bucket, an e-mail — without fetching anything.
@@ -140,9 +142,11 @@ def bar_plot(labels: Sequence[str], values: Sequence[float], title: str, xlabel:
     return png_data_uri(figure)
 
 
-def difficulty_matrix(cot: Mapping[str, int]) -> tuple[list[str], list[str], list[list[int]]]:
-    """Spider levels (rows) × execution levels (columns) from ``report["cot"]``'s
-    ``difficulty_vs_exec:<spider>/<exec>`` counts; the four levels in order, any other label after them.
+def difficulty_matrix(counts: Mapping[str, int], prefix: str = "difficulty_vs_exec:",
+                      ) -> tuple[list[str], list[str], list[list[int]]]:
+    """Spider levels (rows) × execution levels (columns) from ``<prefix><spider>/<exec>`` counts
+    (``report["cot"]``'s, or with ``prefix=""`` ``report["preference"]["difficulty_vs_exec"]``);
+    the four levels in order, any other label after them.
 
     >>> rows, columns, counts = difficulty_matrix({"difficulty_vs_exec:easy/hard": 2, "difficulty_vs_exec:hard/easy": 1,
     ...                                            "solutions:ran": 9})
@@ -150,10 +154,11 @@ def difficulty_matrix(cot: Mapping[str, int]) -> tuple[list[str], list[str], lis
     (True, [0, 0, 2, 0], [1, 0, 0, 0])
     >>> difficulty_matrix({"difficulty_vs_exec:None/extra": 1})[0]
     ['easy', 'medium', 'hard', 'extra', 'None']
+    >>> difficulty_matrix({"medium/medium": 3}, prefix="")[2][1]
+    [0, 3, 0, 0]
     """
-    prefix = "difficulty_vs_exec:"
     cells = {}
-    for key, value in cot.items():
+    for key, value in counts.items():
         if key.startswith(prefix) and "/" in key:
             structural, execution = key[len(prefix):].rsplit("/", 1)
             cells[(structural, execution)] = cells.get((structural, execution), 0) + int(value)
@@ -353,7 +358,29 @@ def _preference(report: Mapping[str, Any]) -> str:
         "<h3>How each question ended</h3>", _table(("outcome", "questions"), list(outcomes.items())),
         "<h3>Pairs by kind of rejected answer</h3>",
         _table(("rejected label", "pairs"), list((preference.get("pairs_by_negative") or {}).items())),
+        _weak_difficulty(preference.get("difficulty_vs_exec") or {}),
     )
+
+
+def _difficulty_heatmap(counts: Mapping[str, int], prefix: str, source: str) -> str:
+    """The structural × execution heatmap and its table (the counts of ``difficulty_matrix``)."""
+    rows, columns, cells = difficulty_matrix(counts, prefix)
+    plot = heatmap_plot(rows, columns, cells, "Pairs by structural and execution difficulty",
+                        "structural (Spider hardness)", f"execution ({source})")
+    table = _table(("structural (rows) / execution (columns)", *columns, "total"),
+                   [(r, *row, sum(row)) for r, row in zip(rows, cells)])
+    return _img(plot, "structural against execution difficulty") + table
+
+
+def _weak_difficulty(counts: Mapping[str, int]) -> str:
+    """``--preference``: Spider's difficulty against the weak model's solve-rate level, per written pair."""
+    if not counts:
+        return ""
+    return ("<h3>Structural against execution difficulty</h3>"
+            '<p class="muted">Every written pair whose samples were compared with the gold, by Spider\'s hardness '
+            "(rows) and the level of the weak model's solve rate (columns; DataFlow's thresholds 2/5/9 of 10, "
+            "unlabelled samples left out), as its <code>extra.weak_exec_difficulty</code> says.</p>"
+            + _difficulty_heatmap(counts, "", "--preference weak-model solve rate"))
 
 
 def _cot(report: Mapping[str, Any]) -> str:
@@ -361,11 +388,6 @@ def _cot(report: Mapping[str, Any]) -> str:
     cot = report.get("cot") or {}
     if not any(key.startswith("difficulty_vs_exec:") for key in cot):
         return ""
-    rows, columns, counts = difficulty_matrix(cot)
-    plot = heatmap_plot(rows, columns, counts, "Pairs by structural and execution difficulty",
-                        "structural (Spider hardness)", "execution (--cot solve rate)")
-    table = _table(("structural (rows) / execution (columns)", *columns, "total"),
-                   [(r, *row, sum(row)) for r, row in zip(rows, counts)])
     other = [(key, n) for key, n in cot.items() if not key.startswith("difficulty_vs_exec:")]
     return _section(
         "cot", "Chain of thought: structural against execution difficulty",
@@ -373,7 +395,7 @@ def _cot(report: Mapping[str, Any]) -> str:
         "(Spider's hardness); execution difficulty is how often the sampled solutions gave the gold result "
         "(DataFlow's thresholds 2/5/9 of 10). A structurally easy pair that is hard by execution often has an "
         "ambiguous question.</p>",
-        _img(plot, "structural against execution difficulty"), table,
+        _difficulty_heatmap(cot, "difficulty_vs_exec:", "--cot solve rate"),
         "<h3>Solutions and reasoning-level DPO traces</h3>" + _table(("count", "n"), other) if other else "")
 
 

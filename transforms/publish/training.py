@@ -6,7 +6,9 @@
 * ``transforms.publish.preference.SamplePreferencePairs`` → the ``dpo`` set of the dataset folder,
   ``PREFIX-dataset/jsonl/dpo/train-NNNNN-of-NNNNN.jsonl`` (``{prompt, chosen, rejected, meta}``),
   and ``PREFIX-dpo-samples-…`` beside the pairs (every labelled sample per question, so other
-  knobs can be tried without sampling again);
+  knobs can be tried without sampling again). The graph samples *before* it writes the pairs,
+  so they carry the weak model's solve rate, and hands the stage's outputs to this step
+  (``training_inputs``); given none, this step samples itself and exports the graded pairs;
 * ``transforms.publish.exports.WriteExports`` → the other formats, Parquet copies and staged sets;
 * ``transforms.publish.reasoning_dpo.WriteReasoningDpo`` → the ``dpo-reasoning`` set (``--cot``'s traces);
 * ``PREFIX-training-report.json``: the samples' label mix, how each question ended, pairs
@@ -43,6 +45,7 @@ from transforms.publish.exports import (
 from transforms.publish.preference import (
     LABELS,
     OUTCOMES,
+    PreferenceOutputs,
     PreferenceSettings,
     SamplePreferencePairs,
     samples_row,
@@ -126,6 +129,8 @@ def training_report(counts: Mapping[str, int], settings: TrainingSettings) -> di
             "pairs": sum(sections.get("pair", {}).values()),
             "pairs_by_negative": _ordered(sections.get("pair", {}), LABELS),
             "chosen": dict(sorted(sections.get("chosen", {}).items())),
+            # Spider level / the weak solve rate's level, per graded pair (the HTML report's heatmap)
+            "difficulty_vs_exec": dict(sorted(sections.get("difficulty_vs_exec", {}).items())),
         }
     return report
 
@@ -177,24 +182,38 @@ def merge_training_report(report_path: str, report: dict[str, Any]) -> dict[str,
 
 
 def renders_context(settings: TrainingSettings) -> bool:
-    """Whether any output of ``settings`` shows a pair's earlier chat turns (DPO prompts, or a
-    format rendered from a ``TrainingExample``), so ``--context full`` must rebuild them.
+    """Whether any export of ``settings`` shows a pair's earlier chat turns (a format rendered
+    from a ``TrainingExample``, ``dpo-chat``, ``dpo-reasoning``), so ``--context full`` must
+    rebuild them. The ``dpo`` prompts get theirs inside ``SamplePreferencePairs``.
 
     >>> renders_context(TrainingSettings(ExportSettings("o", formats=("pairs",), parquet=True)))
     False
     >>> renders_context(TrainingSettings(ExportSettings("o", formats=("pairs", "prompt-completion"))))
     True
     """
-    return settings.preference is not None or any(f in (*EXAMPLE_FORMATS, *COT_FORMATS)
-                                                  for f in settings.exports.formats)
+    return any(f in (*EXAMPLE_FORMATS, *COT_FORMATS, "dpo-chat") for f in settings.exports.formats)
+
+
+def training_inputs(pairs: beam.PCollection, conversations: Optional[beam.PCollection] = None,
+                    preference: Optional[PreferenceOutputs] = None) -> dict[str, beam.PCollection]:
+    """``WriteTrainingData``'s input: the pairs, the conversations (``--context full``) and the
+    outputs of a ``SamplePreferencePairs`` already applied to those pairs (its ``records``)."""
+    inputs = {"pairs": pairs}
+    if conversations is not None:
+        inputs["conversations"] = conversations
+    if preference is not None:
+        inputs.update(dpo=preference.pairs, dpo_samples=preference.samples, dpo_notes=preference.notes)
+    return inputs
 
 
 class WriteTrainingData(beam.PTransform):
     """Final pairs → DPO pairs (with ``--preference``), training exports and the training report.
 
-    Applied to the pairs, or to ``{"pairs": pairs, "conversations": conversations}`` with
-    ``--context full`` (``transforms.ingest.conversations.ReadConversations``): the earlier turns of
-    each chat pair are then joined back from its conversation for the prompts that show them.
+    Applied to the pairs, or to ``training_inputs(...)``: with ``--context full`` the conversations
+    (``transforms.ingest.conversations.ReadConversations``), whose earlier turns are joined back to
+    each chat pair for the prompts that show them; with ``--preference``, the weak model's outputs
+    when the graph sampled already (the pairs are then its graded ``records``). Without them this
+    step samples, and exports the pairs graded.
     """
 
     def __init__(self, settings: TrainingSettings):
@@ -204,22 +223,27 @@ class WriteTrainingData(beam.PTransform):
     def expand(self, inputs):
         settings = self.settings
         exports = settings.exports
-        pairs, conversations = (inputs["pairs"], inputs.get("conversations")) if isinstance(inputs, dict) else (
-            inputs, None)
-        with_context = pairs
-        if conversations is not None and renders_context(settings):
-            with_context = {"pairs": pairs, "conversations": conversations} | "WithFullContext" >> WithFullContext()
+        inputs = inputs if isinstance(inputs, dict) else {"pairs": inputs}
+        pairs, conversations = inputs["pairs"], inputs.get("conversations")
         paths = training_paths(exports.output)
         notes = []
         dpo = None
         if settings.preference is not None:
-            preference = with_context | "SamplePreferencePairs" >> SamplePreferencePairs(settings.preference)
+            if "dpo" in inputs:  # sampled before the pairs were written
+                preference = PreferenceOutputs(inputs["dpo"], inputs["dpo_samples"], inputs["dpo_notes"], pairs)
+            else:
+                prompted = pairs if conversations is None else {"pairs": pairs, "conversations": conversations}
+                preference = prompted | "SamplePreferencePairs" >> SamplePreferencePairs(settings.preference)
+                pairs = preference.records
             dpo = preference.pairs
             notes.append(preference.notes)
             dpo | "WriteDpoPairs" >> WriteJsonShards(paths["dpo"], exports.num_shards, row_line, lambda r: r["id"])
             notes.append(dpo | "CountDpo" >> beam.Map(lambda _: "export:dpo"))
             preference.samples | "WriteDpoSamples" >> WriteJsonShards(
                 paths["samples"], exports.num_shards, lambda q: row_line(samples_row(q)), lambda q: q.record_id)
+        with_context = pairs
+        if conversations is not None and renders_context(settings):
+            with_context = {"pairs": pairs, "conversations": conversations} | "WithFullContext" >> WithFullContext()
         exported = {"pairs": pairs}
         if dpo is not None:
             exported["dpo"] = dpo

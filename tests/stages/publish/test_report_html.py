@@ -203,3 +203,18 @@ def test_cot_plots_structural_against_execution_difficulty_as_a_four_by_four_tab
 def test_without_cot_there_is_no_difficulty_matrix():
     assert '<section id="cot">' not in render_html(REPORT)
     assert '<section id="cot">' not in render_html({**REPORT, "cot": {"solutions:ran": 3}})
+
+
+def test_preference_alone_plots_structural_against_the_weak_models_execution_difficulty(monkeypatch):
+    figures = _capture_figures(monkeypatch)
+    preference = {**REPORT["preference"], "difficulty_vs_exec": {"easy/medium": 2, "hard/extra": 1}}
+    page = render_html({**REPORT, "preference": preference})
+    assert '<section id="cot">' not in page
+    section = page.split('<section id="preference">', 1)[1].split("</section>", 1)[0]
+    assert "Structural against execution difficulty" in section and "extra.weak_exec_difficulty" in section
+    rows = re.findall(r"<tr><td class=\"l\">(\w+)</td>(.*?)</tr>", section)
+    cells = {name: re.findall(r"<td class=\"\">(\d+)</td>", rest) for name, rest in rows}
+    assert cells["easy"] == ["0", "2", "0", "0", "2"] and cells["hard"] == ["0", "0", "0", "1", "1"]
+    heatmap = next(f for f in figures if f.axes[0].images)
+    assert heatmap.axes[0].images[0].get_array().shape == (4, 4)
+    assert "--preference" in heatmap.axes[0].get_xlabel()
