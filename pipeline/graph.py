@@ -31,7 +31,7 @@ from transforms.label.questions import QuestionSettings, WriteQuestions
 from transforms.ingest.read import ReadInputs, ReadSettings
 from transforms.ingest.read_stat_statements import LIVE_VIEW, ReadPgStatStatements
 from transforms.publish.report import WriteReport, dead_letter_sort_key
-from transforms.publish.preference import PreferenceOutputs
+from transforms.publish.preference import PreferenceOutputs, SamplePreferencePairs
 from transforms.publish.training import TrainingSettings, WriteTrainingData, training_inputs
 from transforms.select.weighting import CapPerTemplate
 from transforms.kit.write import WriteJsonShards
@@ -298,8 +298,6 @@ def _weak_samples(pairs: beam.PCollection, conversations: Optional[beam.PCollect
     training = config.training
     if training is None or training.preference is None:
         return pairs, None
-    from transforms.publish.preference import SamplePreferencePairs
-
     prompted = pairs if conversations is None else {"pairs": pairs, "conversations": conversations}
     preference = prompted | "SamplePreferencePairs" >> SamplePreferencePairs(training.preference)
     return preference.records, preference
