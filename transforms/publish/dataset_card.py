@@ -49,7 +49,7 @@ _FORMAT_FIELDS = {
     "prompt-completion-chat": "TRL's conversational prompt/completion: `prompt` (the system and user messages of "
                               "`sft-chat`), `completion` (the assistant message: the SQL); `meta`",
     "dpo": "`prompt`, `chosen` (a correct SQL), `rejected` (an incorrect weak-model SQL), `meta` (`neg_kind`, "
-           "`sample_index`, `chosen_source`, `db_id`, `difficulty`, ...)",
+           "`sample_index`, `chosen_source`, `db_id`, `difficulty`, `exec_difficulty`, ...)",
     "dpo-chat": "TRL's conversational preference format: `prompt` (the system and user messages of `sft-chat` for "
                 "the same pair), `chosen` and `rejected` (one assistant message each); `meta` as in `dpo`",
     "dpo-reasoning": "ExCoT's reasoning-level preference pairs from the --cot votes: `prompt` (the reasoning "

@@ -378,10 +378,10 @@ _EXAMPLE_META = pa.struct([("db_id", pa.string()), ("difficulty", pa.string()), 
                            ("exec_difficulty", pa.string())])
 _MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 DPO_META = pa.struct([
-    ("record_id", pa.string()), ("db_id", pa.string()), ("difficulty", pa.string()), ("concepts", _STRINGS),
-    ("question", pa.string()), ("neg_kind", pa.string()), ("sample_index", pa.int64()),
-    ("rejected_error", pa.string()), ("chosen_source", pa.string()), ("chosen_sample_index", pa.int64()),
-    ("weak_model", pa.string()),
+    ("record_id", pa.string()), ("db_id", pa.string()), ("difficulty", pa.string()),
+    ("exec_difficulty", pa.string()), ("concepts", _STRINGS), ("question", pa.string()), ("neg_kind", pa.string()),
+    ("sample_index", pa.int64()), ("rejected_error", pa.string()), ("chosen_source", pa.string()),
+    ("chosen_sample_index", pa.int64()), ("weak_model", pa.string()),
 ])
 REASONING_DPO_META = pa.struct([
     ("record_id", pa.string()), ("db_id", pa.string()), ("difficulty", pa.string()),

@@ -23,7 +23,9 @@ read-only against the pair's database, and labelled against the gold result:
 * ``dedup`` drops later positives and later negatives with the same normalized SQL;
 * ``neg_limit`` keeps the first N negatives by sample index (0: all of them);
 * each kept negative is one pair; its chosen answer cycles through the positives in order;
-* a question yields pairs only when it has at least one usable negative and one positive.
+* a question yields pairs only when it has at least one usable negative and one positive;
+* each row's ``meta.exec_difficulty`` is the level its pair is written with
+  (``pair_exec_difficulty``), so ``--stage_by exec_difficulty`` stages the ``dpo`` sets too.
 
 SENSE's released data used ``dedup, neg_filter=all, keep_gold=False, neg_limit=1``
 ("grouped-any-limit1"); those are the defaults. Chosen and rejected are both
@@ -127,6 +129,7 @@ class QuestionSamples(NamedTuple):
     gold_sql: str
     samples: tuple[Sample, ...]
     failure: Optional[str] = None  # gold_failed | database_unavailable: samples are unlabelled
+    exec_difficulty: Optional[str] = None  # the pair's own level, when it has one (from --cot)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,12 +267,15 @@ def build_pairs(question: QuestionSamples, knobs: PairKnobs = PairKnobs(), weak_
     [('SELECT COUNT(*) FROM t', 'SELECT 1', 'wrong_result'), ('SELECT COUNT(*) FROM t', 'SELECT COUNT(*) FROM u', 'exec_error')]
     >>> len(build_pairs(q, PairKnobs(neg_filter="wrong_result"))), len(build_pairs(q._replace(samples=q.samples[1:])))
     (1, 0)
+    >>> build_pairs(q)[0]["meta"]["exec_difficulty"]
+    'hard'
     """
     if question.failure:
         return []
     positives, negatives = candidates(question, knobs)
     if not positives or not negatives:
         return []
+    level = pair_exec_difficulty(question)
     rows = []
     for position, negative in enumerate(negatives):
         chosen = positives[position % len(positives)]
@@ -277,6 +283,7 @@ def build_pairs(question: QuestionSamples, knobs: PairKnobs = PairKnobs(), weak_
             "record_id": question.record_id,
             "db_id": question.db_id,
             "difficulty": question.difficulty,
+            "exec_difficulty": level,
             "concepts": list(question.concepts),
             "question": question.question,
             "neg_kind": negative.label,
@@ -304,6 +311,24 @@ def solve_counts(samples: Sequence[Sample]) -> tuple[int, int]:
     """
     counted = [s for s in samples if s.label not in NOT_COUNTED]
     return sum(s.label == "correct" for s in counted), len(counted)
+
+
+def pair_exec_difficulty(question: QuestionSamples) -> Optional[str]:
+    """The ``exec_difficulty`` the pair of ``question`` is graded with (as ``with_weak_solve_rate``
+    grades it from these samples): its own (``--cot``'s) when it has one, else its samples' level;
+    None when no sample counted.
+
+    >>> samples = (Sample(0, "a", "a", "correct"), Sample(1, "b", "b", "wrong_result"))
+    >>> q = QuestionSamples("r1", "db", "Q?", "easy", (), "P", "a", samples)
+    >>> pair_exec_difficulty(q), pair_exec_difficulty(q._replace(exec_difficulty="easy"))
+    ('hard', 'easy')
+    >>> pair_exec_difficulty(q._replace(samples=(Sample(0, "a", "a", "unlabelled"),))) is None
+    True
+    """
+    if question.exec_difficulty:
+        return question.exec_difficulty
+    solved, counted = solve_counts(question.samples)
+    return exec_difficulty(solved, counted) if counted else None
 
 
 def with_weak_solve_rate(record: Record, solved: int, counted: int) -> Record:
@@ -473,7 +498,8 @@ class _LabelSamplesFn(beam.DoFn):
         for sample in labelled:
             count(f"preference.label.{sample.label}")
         yield QuestionSamples(record.id, record.db_id, record.question or "", record.difficulty,
-                              tuple(record.concepts), prompt, gold, tuple(labelled), failure)
+                              tuple(record.concepts), prompt, gold, tuple(labelled), failure,
+                              record.extra.get("exec_difficulty"))
 
     def _label(self, record: Record, gold: str, dialect: str, samples: list[Sample]) -> tuple[list[Sample], Optional[str]]:
         url = self._databases.url_for(record.db_id)

@@ -147,7 +147,8 @@ def test_a_rerun_writes_identical_bytes(exported, seed_file, tmp_path):
 
 
 def _dpo_row(i: int, difficulty: str) -> dict:
-    meta = {"record_id": f"r{i}", "db_id": None, "difficulty": difficulty, "concepts": ["join"], "question": "Q?",
+    meta = {"record_id": f"r{i}", "db_id": None, "difficulty": difficulty, "exec_difficulty": None,
+            "concepts": ["join"], "question": "Q?",
             "neg_kind": "wrong_result", "sample_index": i, "rejected_error": "", "chosen_source": "sample",
             "chosen_sample_index": 0, "weak_model": "openai:fake"}
     return {"id": f"d{i:02d}", "prompt": "P", "chosen": "SELECT 1", "rejected": f"SELECT {i}", "meta": meta}

@@ -14,6 +14,7 @@ import re
 import sqlite3
 
 import apache_beam as beam
+import pyarrow.parquet as pq
 import pytest
 from tests.conftest import make_pipeline
 from tests.fakes.beam_collect import collect
@@ -156,9 +157,15 @@ def _pairs(output):
     return [json.loads(line) for line in (output.parent / "pairs-00000-of-00001.jsonl").read_text().splitlines()]
 
 
-def _staged(output, fmt, level):
-    path = output.parent / "pairs-dataset" / "jsonl" / f"{fmt}-{level}" / "train-00000-of-00001.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+def _set(output, name, kind="jsonl"):
+    path = output.parent / "pairs-dataset" / kind / name / f"train-00000-of-00001.{kind}"
+    if not path.exists():
+        return []
+    return pq.read_table(path).to_pylist() if kind == "parquet" else [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _staged(output, fmt, level, kind="jsonl"):
+    return _set(output, f"{fmt}-{level}", kind)
 
 
 def test_preference_alone_grades_the_written_pairs_and_stages_them_by_execution_level(tmp_path, model):
@@ -186,6 +193,40 @@ def test_preference_alone_grades_the_written_pairs_and_stages_them_by_execution_
     assert "extra.weak_exec_difficulty</code> says" in (output.parent / "pairs-report.html").read_text()
 
 
+#: The questions with DPO pairs (a correct and a wrong sample; the default one pair each) by weak level:
+#: Q_EASY's samples are all correct (no rejected answer), Q_FAIL's unlabelled.
+DPO_BY_LEVEL = {"medium": [Q_MEDIUM], "hard": [Q_HARD]}
+
+
+def test_the_dpo_sets_are_staged_by_execution_level_and_load_with_it(tmp_path, model, monkeypatch):
+    output = _run(tmp_path, model, "dpo", CANNED, "--stage_by", "exec_difficulty", "--format", "dpo,dpo-chat,parquet")
+    dpo = _set(output, "dpo")
+    assert {r["meta"]["question"]: r["meta"]["exec_difficulty"] for r in dpo} == {
+        Q_MEDIUM: "medium", Q_HARD: "hard"}  # the level its pair is written with (EXPECTED)
+    assert len(dpo) == 2
+    for fmt in ("dpo", "dpo-chat"):
+        for level in ("easy", "medium", "hard", "extra"):
+            for kind in ("jsonl", "parquet"):
+                staged = _staged(output, fmt, level, kind)
+                assert [r["meta"]["question"] for r in staged] == DPO_BY_LEVEL.get(level, []), (fmt, level, kind)
+                assert {r["meta"]["exec_difficulty"] for r in staged} <= {level}
+    assert pq.read_table(output.parent / "pairs-dataset" / "parquet" / "dpo" / "train-00000-of-00001.parquet"
+                         ).to_pylist() == dpo  # the new column included, typed
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")  # never download anything, whatever the card says
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import datasets
+
+    dataset = str(output.parent / "pairs-dataset")
+    loaded = datasets.load_dataset(dataset, "dpo", split="train", cache_dir=str(tmp_path / "cache"))
+    assert loaded.features["meta"]["exec_difficulty"].dtype == "string"
+    assert sorted(row["meta"]["exec_difficulty"] for row in loaded) == ["hard", "medium"]
+    hard = datasets.load_dataset(dataset, "dpo-hard", split="train", cache_dir=str(tmp_path / "cache"))
+    assert [row["meta"]["question"] for row in hard] == [Q_HARD]
+    report = json.loads((output.parent / "pairs-report.json").read_text())
+    assert {name: n for name, n in report["exports"]["sets"].items() if name.startswith("dpo") and n} == {
+        "dpo": 2, "dpo-medium": 1, "dpo-hard": 1, "dpo-chat": 2, "dpo-chat-medium": 1, "dpo-chat-hard": 1}
+
+
 def test_the_graded_pairs_are_byte_identical_across_runs(tmp_path, model):
     questions = (Q_MEDIUM, Q_EASY, Q_HARD)
     first, second = (_run(tmp_path, model, name, questions) for name in ("one", "two"))
@@ -199,7 +240,7 @@ def test_the_graded_pairs_are_byte_identical_across_runs(tmp_path, model):
 def test_with_cot_its_solve_rate_stays_and_the_weak_models_is_beside_it(tmp_path, model):
     calls_before = len(model.calls)
     output = _run(tmp_path, model, "both", (Q_MEDIUM, Q_HARD), "--cot", str(COT_N), "--cot_llm", "openai",
-                  "--cot_llm_endpoint", model.url, "--stage_by", "exec_difficulty")
+                  "--cot_llm_endpoint", model.url, "--stage_by", "exec_difficulty", "--format", "dpo")
     extras = {p["question"]: p["extra"] for p in _pairs(output)}
     assert {q: (e["solve_rate"], e["exec_difficulty"], e["weak_solve_rate"], e["weak_exec_difficulty"])
             for q, e in extras.items()} == {Q_MEDIUM: ("1.0", "easy", "0.75", "medium"),
@@ -208,6 +249,9 @@ def test_with_cot_its_solve_rate_stays_and_the_weak_models_is_beside_it(tmp_path
     cot = [c for c in calls if '"reasoning"' in c.prompt]
     assert (len(cot), len(calls) - len(cot)) == (COT_N * 2, SAMPLES * 2)
     assert [p["question"] for p in _staged(output, "pairs", "easy")] == [Q_MEDIUM]  # staged by --cot's level
+    assert [r["meta"]["question"] for r in _staged(output, "dpo", "easy")] == [Q_MEDIUM]  # the DPO rows too
+    assert [r["meta"]["question"] for r in _staged(output, "dpo", "medium")] == [Q_HARD]
+    assert _staged(output, "dpo", "hard") == []  # not the weak level
     report = json.loads((output.parent / "pairs-report.json").read_text())
     assert report["ok"] and report["preference"]["difficulty_vs_exec"] == {"easy/hard": 1, "easy/medium": 1}
 
