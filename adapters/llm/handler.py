@@ -267,6 +267,24 @@ def batch_size_for(max_in_flight: int, requests_per_task: int) -> int:
     return max(1, math.ceil(4 * max_in_flight / max(1, requests_per_task)))
 
 
+class _NoBatchThrottling(ReactiveThrottler):
+    """What ``RemoteModelHandler.run_inference`` throttles each *batch* on: never waits, records nothing.
+
+    Beam counts a batch as one request when it is sent and as a success only when the whole batch
+    returns. Batches run on several bundle threads at once, so at start-up the first batches in
+    flight looked like failures, and every other batch slept ``throttle_delay_secs`` before it
+    was sent (a healthy local server: ``throttled_s`` 7.0 for 60 requests). Each request is
+    throttled instead, by ``LlmClient`` on the handler's ``request_throttler``, counted when it
+    finishes. ``run_inference`` cannot be overridden (Beam forbids it), so its throttler is this.
+    """
+
+    def throttle(self) -> None:
+        return None
+
+    def successful_request(self, now: float) -> None:
+        return None
+
+
 class LlmModelHandler(RemoteModelHandler[LlmTask, PredictionResult, LlmClient]):
     """``RunInference(LlmModelHandler(settings))``: ``LlmTask`` → ``PredictionResult(task, outcomes)``."""
 
@@ -282,10 +300,13 @@ class LlmModelHandler(RemoteModelHandler[LlmTask, PredictionResult, LlmClient]):
         self.requests_per_task = requests_per_task
         self.throttle_delay_s = throttle_delay_s
         self._backend_factory = backend_factory  # tests inject a backend; must be picklable
+        # Requests are throttled one by one on Beam's throttler (LlmClient); batches not at all.
+        self.request_throttler = self.throttler
+        self.throttler = _NoBatchThrottling(window_ms=1000, bucket_ms=1000, overload_ratio=2, namespace=NAMESPACE)
 
     def create_client(self) -> LlmClient:
         backend = self._backend_factory(self.settings) if self._backend_factory else None
-        return LlmClient(self.settings, self.throttler, self.throttle_delay_s, backend=backend)
+        return LlmClient(self.settings, self.request_throttler, self.throttle_delay_s, backend=backend)
 
     def request(self, batch: Sequence[LlmTask], model: LlmClient,
                 inference_args: Optional[dict[str, Any]] = None) -> Iterable[PredictionResult]:

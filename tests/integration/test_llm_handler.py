@@ -180,3 +180,19 @@ def test_usage_report_prices_tokens_per_stage_and_in_total():
     assert report["stages"]["questions"]["throttled_s"] == 1.5
     assert report["total"]["prompt_tokens"] == 1_500_000
     assert report["total"]["estimated_cost_usd"] == 1.15
+
+
+def test_batches_are_not_throttled_as_a_whole_only_requests_are(monkeypatch):
+    """Beam throttles each batch on ``handler.throttler`` and counted concurrent batches still in flight
+    as failures, so at start-up half the batches slept a second; requests are throttled one by one
+    (on ``request_throttler``, by the client), batches never."""
+    sleeps = []
+    monkeypatch.setattr("apache_beam.io.components.adaptive_throttler.time.sleep", sleeps.append)
+    handler = LlmModelHandler(LlmSettings(backend="openai", endpoint="http://127.0.0.1:9", max_in_flight=4))
+    for _ in range(50):  # fifty batches sent, none back yet: Beam's throttler would now refuse nearly all
+        handler.throttler.throttle()
+    assert sleeps == []
+    assert handler.request_throttler is not handler.throttler
+    client = handler.create_client()
+    assert client.throttler is handler.request_throttler
+    client.close()

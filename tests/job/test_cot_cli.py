@@ -111,6 +111,7 @@ def test_each_pair_reaching_the_stage_costs_n_requests_and_the_report_balances(c
     metered = report["llm"]["stages"]["cot"]
     assert metered["requests"] == metered["calls"] == N * cot["in"] and metered["records"] == cot["in"]
     assert metered["cache_hits"] == 0  # a fresh cache
+    assert metered["throttled_s"] == 0  # a healthy server: no request waited (Beam's per-batch throttle is off)
     plans = [plan_of(model.gold[q]) for q in asked]
     assert set(plans) == set(PLANS)  # every plan is exercised
     assert report["rejections"]["cot"] == {"majority_disagrees": plans.count("few")}
