@@ -15,7 +15,9 @@ built-in remote handlers, measured on Beam 2.77:
   permanent error) is switched off, and a failed request becomes an outcome, never an
   exception that would re-send the whole batch;
 * Beam's ``ReactiveThrottler`` is consulted before every attempt (client-side
-  throttling when most calls fail) and a ``RateLimiter`` paces calls for ``--llm_rpm``;
+  throttling when most calls fail), fed each attempt's outcome when it finishes; the base
+  class's throttle of whole batches is switched off (``_NoBatchThrottling``); a
+  ``RateLimiter`` paces calls for ``--llm_rpm``;
 * replies are parsed and validated against the request's schema; an unusable reply gets
   one repair request, then the outcome says ``invalid_reply`` with the raw text;
 * replies are read from and written to the ``--llm_cache`` before any call;
