@@ -11,9 +11,13 @@ load time, so they are not converted.
 
 from __future__ import annotations
 
+import csv
+import os
 import pathlib
+import re
 import sqlite3
 
+import pytest
 import sqlglot
 from sqlglot import exp
 
@@ -102,3 +106,19 @@ def build(source_dir: pathlib.Path, target_dir: pathlib.Path, name: str) -> path
 def build_all(source_dir: pathlib.Path, target_dir: pathlib.Path) -> dict[str, pathlib.Path]:
     target_dir.mkdir(parents=True, exist_ok=True)
     return {name: build(source_dir, target_dir, name) for name in DUMPS}
+
+
+def question_queries(csv_path: pathlib.Path) -> list[str]:
+    """Every query of sql-eval's ``questions_gen_sqlite.csv`` (one per ``;``-separated statement),
+    with its ``{a, b}`` column alternatives unwrapped; skipped without ``../shared``, a failure in CI."""
+    if not csv_path.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but the shared data file is missing: {csv_path}")
+        pytest.skip(f"shared data not present ({csv_path}); it lives beside the repo as ../shared")
+    queries = []
+    with csv_path.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            for sql in row["query"].split(";"):  # no ';' inside literals in this file
+                if sql.strip():
+                    queries.append(re.sub(r"\{([^{}]*)\}", r"\1", sql))
+    return queries

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import os
-import re
 
 import pytest
 import sqlglot
 
 from transforms.sql.concepts import CONCEPTS, concept_tags
 from tests.conftest import SHARED_DATA
+from tests.fakes import defog_sqlite
 
 DEFOG_SQLITE = SHARED_DATA / "defog" / "questions_gen_sqlite.csv"
 
@@ -144,17 +142,7 @@ def test_tags_from_inside_cte_bodies_and_subqueries_are_found() -> None:
 
 
 def _defog_sqlite_queries() -> list[str]:
-    if not DEFOG_SQLITE.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true but the shared data file is missing: {DEFOG_SQLITE}")
-        pytest.skip(f"shared data not present ({DEFOG_SQLITE}); it lives beside the repo as ../shared")
-    queries = []
-    with DEFOG_SQLITE.open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            for sql in row["query"].split(";"):  # no ';' inside literals in this file
-                if sql.strip():
-                    queries.append(re.sub(r"\{([^{}]*)\}", r"\1", sql))
-    return queries
+    return defog_sqlite.question_queries(DEFOG_SQLITE)
 
 
 def test_every_defog_sqlite_query_gets_tags_from_the_vocabulary() -> None:

@@ -7,9 +7,6 @@ the original test-suite-sql-eval code (see bench/bench_hardness.py).
 
 from __future__ import annotations
 
-import csv
-import os
-import re
 
 import pytest
 import sqlglot
@@ -22,6 +19,7 @@ from transforms.sql.hardness import (
     spider_hardness,
 )
 from tests.conftest import SHARED_DATA
+from tests.fakes import defog_sqlite
 
 DEFOG_SQLITE = SHARED_DATA / "defog" / "questions_gen_sqlite.csv"
 
@@ -249,17 +247,7 @@ def test_same_tree_gives_same_label_every_time() -> None:
 
 
 def _defog_sqlite_queries() -> list[str]:
-    if not DEFOG_SQLITE.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true but the shared data file is missing: {DEFOG_SQLITE}")
-        pytest.skip(f"shared data not present ({DEFOG_SQLITE}); it lives beside the repo as ../shared")
-    queries = []
-    with DEFOG_SQLITE.open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            for sql in row["query"].split(";"):  # no ';' inside literals in this file
-                if sql.strip():
-                    queries.append(re.sub(r"\{([^{}]*)\}", r"\1", sql))
-    return queries
+    return defog_sqlite.question_queries(DEFOG_SQLITE)
 
 
 def test_every_defog_sqlite_query_classifies() -> None:

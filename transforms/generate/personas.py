@@ -23,6 +23,7 @@ import apache_beam as beam
 from adapters.llm.handler import LlmTask
 from adapters.llm.prompting import load_prompt
 from transforms.kit import catalog as catalogs
+from transforms.kit.inputs import read_json_file
 from transforms.core.vocab import DIALECT_NAMES
 from transforms.generate.generation import GenerationSettings, output_paths, output_tokens
 from transforms.kit.llm_stage import AskModel, ModelReply
@@ -99,14 +100,7 @@ def parse_personas(data: Any) -> list[tuple[str, Persona]]:
 
 def load_personas_file(path: str) -> list[tuple[str, Persona]]:
     """Read and check ``--personas_file`` (any Beam filesystem path); ``OSError``/``ValueError`` on problems."""
-    from apache_beam.io.filesystems import FileSystems
-
-    with FileSystems.open(path) as handle:
-        text = handle.read().decode("utf-8")
-    try:
-        data = json.loads(text)
-    except ValueError as error:
-        raise ValueError(f"not JSON: {error}") from None
+    data = read_json_file(path)
     return parse_personas(data)
 
 

@@ -33,6 +33,7 @@ from sqlglot import exp
 from adapters.llm.handler import LlmTask
 from adapters.llm.prompting import load_prompt
 from transforms.kit import catalog as catalogs
+from transforms.kit.inputs import read_json_file
 from transforms.sql import table_schema
 from transforms.core.vocab import DIALECT_NAMES
 from transforms.generate.generation import GenerationSettings, output_paths, output_tokens
@@ -100,14 +101,7 @@ def parse_teachings(data: Any) -> Teachings:
 
 def load_teachings_file(path: str) -> list[tuple[str, Teachings]]:
     """``(db key or "*", Teachings)`` from ``--teachings`` (any Beam filesystem path)."""
-    from apache_beam.io.filesystems import FileSystems
-
-    with FileSystems.open(path) as handle:
-        text = handle.read().decode("utf-8")
-    try:
-        data = json.loads(text)
-    except ValueError as error:
-        raise ValueError(f"not JSON: {error}") from None
+    data = read_json_file(path)
     if isinstance(data, dict) and "databases" in data:
         entries = data["databases"]
         if not isinstance(entries, list):

@@ -18,6 +18,7 @@ import bz2
 import contextlib
 import errno
 import gzip
+import json
 import os
 import re
 from typing import Any, Iterator, NamedTuple, Optional, Union
@@ -225,3 +226,14 @@ class MatchFiles(beam.PTransform):
 
     def expand(self, patterns):
         return patterns | beam.ParDo(_MatchFn())
+
+
+def read_json_file(path: str) -> Any:
+    """The JSON value of a small settings file (``--personas_file``, ``--teachings``) on any Beam
+    filesystem; ``OSError`` when it cannot be read, ``ValueError`` ("not JSON: …") when it is no JSON."""
+    with FileSystems.open(path) as handle:
+        text = handle.read().decode("utf-8")
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise ValueError(f"not JSON: {error}") from None
