@@ -8,7 +8,7 @@
   and ``PREFIX-dpo-samples-…`` beside the pairs (every labelled sample per question, so other
   knobs can be tried without sampling again). The graph samples *before* it writes the pairs,
   so they carry the weak model's solve rate, and hands the stage's outputs to this step
-  (``training_inputs``); given none, this step samples itself and exports the graded pairs;
+  (``training_inputs``);
 * ``transforms.publish.exports.WriteExports`` → the other formats, Parquet copies and staged sets;
 * ``transforms.publish.reasoning_dpo.WriteReasoningDpo`` → the ``dpo-reasoning`` set (``--cot``'s traces);
 * ``PREFIX-training-report.json``: the samples' label mix, how each question ended, pairs
@@ -47,7 +47,6 @@ from transforms.publish.preference import (
     OUTCOMES,
     PreferenceOutputs,
     PreferenceSettings,
-    SamplePreferencePairs,
     samples_row,
 )
 from transforms.publish.reasoning_dpo import FORMAT as REASONING_DPO, WriteReasoningDpo
@@ -211,9 +210,8 @@ class WriteTrainingData(beam.PTransform):
 
     Applied to the pairs, or to ``training_inputs(...)``: with ``--context full`` the conversations
     (``transforms.ingest.conversations.ReadConversations``), whose earlier turns are joined back to
-    each chat pair for the prompts that show them; with ``--preference``, the weak model's outputs
-    when the graph sampled already (the pairs are then its graded ``records``). Without them this
-    step samples, and exports the pairs graded.
+    each chat pair for the prompts that show them; with ``--preference``, the weak model's outputs,
+    which the graph samples before it writes the pairs (the pairs are then its graded ``records``).
     """
 
     def __init__(self, settings: TrainingSettings):
@@ -229,12 +227,10 @@ class WriteTrainingData(beam.PTransform):
         notes = []
         dpo = None
         if settings.preference is not None:
-            if "dpo" in inputs:  # sampled before the pairs were written
-                preference = PreferenceOutputs(inputs["dpo"], inputs["dpo_samples"], inputs["dpo_notes"], pairs)
-            else:
-                prompted = pairs if conversations is None else {"pairs": pairs, "conversations": conversations}
-                preference = prompted | "SamplePreferencePairs" >> SamplePreferencePairs(settings.preference)
-                pairs = preference.records
+            if "dpo" not in inputs:
+                raise ValueError("--preference: apply SamplePreferencePairs first and pass its outputs "
+                                 "(training_inputs)")
+            preference = PreferenceOutputs(inputs["dpo"], inputs["dpo_samples"], inputs["dpo_notes"], pairs)
             dpo = preference.pairs
             notes.append(preference.notes)
             dpo | "WriteDpoPairs" >> WriteJsonShards(paths["dpo"], exports.num_shards, row_line, lambda r: r["id"])
